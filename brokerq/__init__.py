@@ -1,0 +1,69 @@
+"""brokerq: background work that must not be lost.
+
+The core: the message envelope, the Producer / DelayProducer / Source / Consumer / Broker
+contracts, retries, middleware, config and the worker runtime. Backends live in
+``brokerq.embedded`` (memory, sqlite), ``brokerq_kafka`` (kq) and ``brokerq_beanstalk`` (dq).
+"""
+
+from brokerq.broker import (
+    Broker,
+    Consumer,
+    DeadLetter,
+    DelayProducer,
+    Delivery,
+    Producer,
+    Source,
+)
+from brokerq.config import WorkerConfig, load
+from brokerq.errors import (
+    BrokerError,
+    BrokerqError,
+    ConfigError,
+    ConnectionFailed,
+    DecodeError,
+    DeliveryError,
+    Drop,
+    MessageTooLarge,
+    NotSupported,
+    Retry,
+)
+from brokerq.handler import Handler
+from brokerq.message import Message, new_id
+from brokerq.middleware import LoggingMiddleware, Metrics, Middleware
+from brokerq.registry import broker_class
+from brokerq.retry import RetryPolicy
+from brokerq.worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Broker",
+    "BrokerError",
+    "BrokerqError",
+    "ConfigError",
+    "ConnectionFailed",
+    "Consumer",
+    "DeadLetter",
+    "DecodeError",
+    "DelayProducer",
+    "Delivery",
+    "DeliveryError",
+    "Drop",
+    "Handler",
+    "LoggingMiddleware",
+    "Message",
+    "MessageTooLarge",
+    "Metrics",
+    "Middleware",
+    "NotSupported",
+    "Producer",
+    "Retry",
+    "RetryPolicy",
+    "Source",
+    "Worker",
+    "WorkerConfig",
+    "__version__",
+    "broker_class",
+    "load",
+    "new_id",
+]

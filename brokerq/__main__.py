@@ -1,0 +1,5 @@
+"""``python -m brokerq`` is the ``brokerq`` command."""
+
+from brokerq.cli import main
+
+main()

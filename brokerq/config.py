@@ -1,0 +1,224 @@
+"""Worker config: one YAML file describes one consumer process.
+
+``load(path)`` reads YAML, expands ``${VAR}`` / ``${VAR:-default}`` in string values, and
+validates with pydantic. Every error names the file, the key path and the line::
+
+    configs/orders.yaml:7: kq.offset: Input should be 'first' or 'last'
+
+Exactly one broker section picks the backend: ``kq:`` (Kafka), ``dq:`` (beanstalkd),
+``embedded:`` (sqlite, or memory with ``backend: memory``), or ``broker: {type: NAME, ...}``
+for any registered third-party broker. The section is validated by that broker's own model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from brokerq.broker import Broker
+from brokerq.duration import Duration
+from brokerq.errors import ConfigError
+from brokerq.registry import broker_class
+from brokerq.retry import RetryPolicy
+
+SECTIONS: dict[str, str | None] = {
+    "kq": "kafka",
+    "dq": "beanstalk",
+    "embedded": None,
+    "broker": None,
+}
+
+Loc = tuple[str | int, ...]
+
+
+class WorkerConfig(BaseModel):
+    """The top level of a worker YAML file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "brokerq"
+    handler: str = Field(description="module:function that handles each message")
+    concurrency: int | None = Field(default=None, ge=1, description="parallel handlers")
+    prefetch: int | None = Field(default=None, ge=1, description="messages buffered ahead")
+    retry: RetryPolicy | None = None
+    shutdown_timeout: Duration = 30.0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    middleware: list[str] = Field(default_factory=list, description="module:Class, in order")
+    kq: dict[str, Any] | None = None
+    dq: dict[str, Any] | None = None
+    embedded: dict[str, Any] | None = None
+    broker: dict[str, Any] | None = None
+
+    _broker_name: str = PrivateAttr(default="")
+    _broker_config: BaseModel | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _one_section(self) -> WorkerConfig:
+        present = [s for s in SECTIONS if getattr(self, s) is not None]
+        if len(present) != 1:
+            found = ", ".join(present) or "none"
+            raise ValueError(
+                f"exactly one broker section of kq, dq, embedded, broker is required (found: {found})"
+            )
+        return self
+
+    @property
+    def section(self) -> str:
+        return next(s for s in SECTIONS if getattr(self, s) is not None)
+
+    @property
+    def broker_name(self) -> str:
+        return self._broker_name
+
+    @property
+    def broker_config(self) -> BaseModel:
+        assert self._broker_config is not None, "config not resolved; use brokerq.config.load"
+        return self._broker_config
+
+    def build_broker(self) -> Broker:
+        """Construct the configured broker (does not connect yet)."""
+        return broker_class(self.broker_name).from_config(self.broker_config)
+
+    def worker_options(self, broker: Broker) -> dict[str, Any]:
+        """Keyword arguments for brokerq.worker.Worker: the section's defaults, top level wins."""
+        options: dict[str, Any] = {"shutdown_timeout": self.shutdown_timeout}
+        options.update(broker.worker_options())
+        if self.concurrency is not None:
+            options["concurrency"] = self.concurrency
+        if self.retry is not None:
+            options["retry"] = self.retry
+        if self.prefetch is not None:
+            options["prefetch"] = self.prefetch
+        return options
+
+
+def load(path: str | os.PathLike[str]) -> WorkerConfig:
+    """Read and validate a worker YAML file; raise ConfigError naming file, key and line."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config: {e.strerror or e}") from e
+    return loads(text, str(p))
+
+
+def loads(text: str, source: str = "<config>") -> WorkerConfig:
+    """Like ``load`` for YAML already in memory; ``source`` names it in errors."""
+    try:
+        data = yaml.safe_load(text)
+        lines = _line_map(yaml.compose(text))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level")
+    data = _interpolate(data, (), lines, source)
+    try:
+        config = WorkerConfig.model_validate(data)
+    except ValidationError as e:
+        raise _config_error(e, source, lines, ()) from None
+    name, section = _resolve_section(config, source, lines)
+    try:
+        config._broker_config = broker_class(name).config_model.model_validate(section)
+    except ValidationError as e:
+        raise _config_error(e, source, lines, (config.section,)) from None
+    except ConfigError as e:
+        raise ConfigError(f"{source}:{_line(lines, (config.section,))}: {e}") from e
+    config._broker_name = name
+    return config
+
+
+def _resolve_section(
+    config: WorkerConfig, source: str, lines: dict[Loc, int]
+) -> tuple[str, dict[str, Any]]:
+    section = dict(getattr(config, config.section))
+    name = SECTIONS[config.section]
+    if config.section == "embedded":
+        name = str(section.get("backend", "sqlite"))
+    elif config.section == "broker":
+        name = str(section.pop("type", ""))
+        if not name:
+            raise ConfigError(
+                f"{source}:{_line(lines, ('broker',))}: broker.type: required (a broker name)"
+            )
+    assert name is not None
+    try:
+        broker_class(name)
+    except ConfigError as e:
+        raise ConfigError(
+            f"{source}:{_line(lines, (config.section,))}: {config.section}: {e}"
+        ) from e
+    return name, section
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def _interpolate(value: Any, loc: Loc, lines: dict[Loc, int], source: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*loc, k), lines, source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*loc, i), lines, source) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def sub(m: re.Match[str]) -> str:
+            env = os.environ.get(m.group(1))
+            if env is not None:
+                return env
+            if m.group(2) is not None:
+                return m.group(2)
+            raise ConfigError(
+                f"{source}:{_line(lines, loc)}: {_dotted(loc)}: environment variable "
+                f"{m.group(1)} is not set (use ${{{m.group(1)}:-default}} for a default)"
+            )
+
+        return _VAR.sub(sub, value)
+    return value
+
+
+def _line_map(node: yaml.Node | None, loc: Loc = ()) -> dict[Loc, int]:
+    """Map each key path to its 1-based line in the YAML source."""
+    lines: dict[Loc, int] = {}
+    if node is None:
+        return lines
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (*loc, key_node.value)
+            lines.update(_line_map(value_node, key))
+            lines[key] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_line_map(item, (*loc, i)))
+    return lines
+
+
+def _line(lines: dict[Loc, int], loc: Loc) -> int:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def _dotted(loc: Loc) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def _config_error(
+    e: ValidationError, source: str, lines: dict[Loc, int], prefix: Loc
+) -> ConfigError:
+    parts = []
+    for err in e.errors():
+        loc = (*prefix, *(p for p in err["loc"] if isinstance(p, (str, int))))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{source}:{_line(lines, loc)}: {_dotted(loc)}: {msg}")
+    return ConfigError("\n".join(parts))

@@ -1,0 +1,67 @@
+"""Every error brokerq raises, in one tree, so callers catch ours and never a driver's.
+
+    BrokerqError
+    ├── ConfigError              bad YAML, unknown key, wrong type, unknown handler or broker
+    ├── BrokerError              something went wrong talking to a broker
+    │   ├── ConnectionFailed     the broker cannot be reached
+    │   ├── DeliveryError        a message could not be written (or some of a batch failed)
+    │   ├── MessageTooLarge      a message is over the broker's size limit
+    │   └── NotSupported         the broker cannot do this (e.g. delay on a plain stream)
+    ├── DecodeError              a stored message or payload cannot be decoded / validated
+    ├── Retry                    raised by a handler: retry after a given delay
+    └── Drop                     raised by a handler: dead-letter now, do not retry
+
+Backends translate driver errors at the boundary and chain them (``raise ... from e``).
+"""
+
+from __future__ import annotations
+
+
+class BrokerqError(Exception):
+    """Base of every brokerq exception."""
+
+
+class ConfigError(BrokerqError):
+    """Configuration is invalid; the message names the file, key path and line when known."""
+
+
+class BrokerError(BrokerqError):
+    """A broker operation failed."""
+
+
+class ConnectionFailed(BrokerError):
+    """The broker (or one of its nodes) cannot be reached."""
+
+
+class DeliveryError(BrokerError):
+    """One or more messages could not be delivered to the broker."""
+
+    def __init__(self, message: str, *, failed: int = 1) -> None:
+        super().__init__(message)
+        self.failed = failed
+
+
+class MessageTooLarge(BrokerError):
+    """A message exceeds the broker's maximum size."""
+
+
+class NotSupported(BrokerError):
+    """The broker has no such capability."""
+
+
+class DecodeError(BrokerqError):
+    """A message body or payload could not be decoded or validated."""
+
+
+class Retry(BrokerqError):
+    """Raise from a handler to retry the message after ``after`` seconds (counts as an attempt)."""
+
+    def __init__(self, after: float | None = None, reason: str = "") -> None:
+        super().__init__(
+            reason or (f"retry requested after {after}s" if after else "retry requested")
+        )
+        self.after = after
+
+
+class Drop(BrokerqError):
+    """Raise from a handler to dead-letter the message at once, without further retries."""
