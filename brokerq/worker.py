@@ -164,6 +164,13 @@ class Worker(Consumer):
         """Handle one delivery and settle it with the source; return the outcome."""
         msg = delivery.message
         policy = self.retry_policy
+        if msg.attempt > policy.max_attempts:
+            # Redelivered after workers died holding it: a poison job must not loop forever.
+            poison = RuntimeError(
+                f"delivered {msg.attempt} times without being settled "
+                f"(max_attempts={policy.max_attempts}): workers died while handling it"
+            )
+            return self._settle(source, delivery, DEAD, 0.0, poison)
         self.middleware.before(msg)
         error: BaseException | None = None
         delay = 0.0
@@ -185,6 +192,19 @@ class Worker(Consumer):
             raise
         if self._abandoned.is_set():
             return outcome  # shutdown gave up on us; the broker will redeliver
+        self._settle(source, delivery, outcome, delay, error)
+        self.middleware.after(msg, outcome, error)
+        return outcome
+
+    def _settle(
+        self,
+        source: Source,
+        delivery: Delivery[Any],
+        outcome: str,
+        delay: float,
+        error: BaseException | None,
+    ) -> str:
+        """Tell the source how it ended; a failure here only means the broker redelivers."""
         try:
             if outcome == OK:
                 source.ack(delivery)
@@ -194,7 +214,8 @@ class Worker(Consumer):
                 source.dead(delivery, describe(error))  # type: ignore[arg-type]
         except Exception:
             logger.exception(
-                "settling message %s as %s failed; it will be redelivered", msg.id, outcome
+                "settling message %s as %s failed; it will be redelivered",
+                delivery.message.id,
+                outcome,
             )
-        self.middleware.after(msg, outcome, error)
         return outcome

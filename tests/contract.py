@@ -197,13 +197,18 @@ class DelayContract:
 
     def test_delay_is_never_early(self, broker: Broker) -> None:
         with broker.delay_producer() as producer:
-            due = {producer.delay(f"d{i}", 1.0 + i * 0.1): time.time() + 1.0 + i * 0.1 for i in range(5)}
+            due = {
+                producer.delay(f"d{i}", 1.0 + i * 0.1): time.time() + 1.0 + i * 0.1
+                for i in range(5)
+            }
         rec = Recorder()
         with running(broker, rec, concurrency=2):
             assert wait_for(lambda: len(rec.seen) >= 5, timeout=30)
-        for msg, handled_at in zip(rec.seen, rec.times):
+        for msg, handled_at in zip(rec.seen, rec.times, strict=True):
             assert msg.not_before is not None
-            assert handled_at >= msg.not_before, f"{msg.id} ran {msg.not_before - handled_at:.3f}s early"
+            assert handled_at >= msg.not_before, (
+                f"{msg.id} ran {msg.not_before - handled_at:.3f}s early"
+            )
             assert msg.id in due
 
     def test_at_runs_at_the_time(self, broker: Broker) -> None:

@@ -93,7 +93,9 @@ def test_sigterm_waits_for_in_flight_then_second_signal_exits_at_once(
     env["BQ_SLEEP"] = "1.5"
     worker = start_worker(config, env)
     try:
-        assert wait_for(lambda: '"in_flight": 1' in bq("stats", str(config), "--json", env=env).stdout, 30)
+        assert wait_for(
+            lambda: '"in_flight": 1' in bq("stats", str(config), "--json", env=env).stdout, 30
+        )
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=30)
         assert worker.returncode == 0, err
@@ -102,7 +104,9 @@ def test_sigterm_waits_for_in_flight_then_second_signal_exits_at_once(
         bq("push", str(config), "cut", env=env)
         env["BQ_SLEEP"] = "30"
         worker = start_worker(config, env)
-        assert wait_for(lambda: '"in_flight": 1' in bq("stats", str(config), "--json", env=env).stdout, 30)
+        assert wait_for(
+            lambda: '"in_flight": 1' in bq("stats", str(config), "--json", env=env).stdout, 30
+        )
         worker.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         started = time.monotonic()
@@ -158,9 +162,21 @@ def test_dead_letters_list_retry_purge(config: Path, env: dict[str, str]) -> Non
     ("yaml_text", "code", "needle"),
     [
         ("embedded: {path: x.db\nhandler: a:b\n", 3, "malformed YAML"),
-        ("embedded: {path: x.db}\nhandler: tests.nope:handler\n", 3, "cannot import module 'tests.nope'"),
-        ("embedded: {path: x.db}\nhandler: tests.brokerq.cli_handlers:missing\n", 3, "has no 'missing'"),
-        ("embedded: {path: x.db}\nhandler: a:b\nconcurrency: lots\n", 3, "concurrency: Input should be a valid integer"),
+        (
+            "embedded: {path: x.db}\nhandler: tests.nope:handler\n",
+            3,
+            "cannot import module 'tests.nope'",
+        ),
+        (
+            "embedded: {path: x.db}\nhandler: tests.brokerq.cli_handlers:missing\n",
+            3,
+            "has no 'missing'",
+        ),
+        (
+            "embedded: {path: x.db}\nhandler: a:b\nconcurrency: lots\n",
+            3,
+            "concurrency: Input should be a valid integer",
+        ),
         ("kq: {brokers: []}\nhandler: a:b\n", 3, "kq.brokers"),
         (
             "embedded: {path: /proc/brokerq.db}\nhandler: tests.brokerq.cli_handlers:record\n",
@@ -199,6 +215,10 @@ def test_bad_command_line_values(config: Path, env: dict[str, str]) -> None:
 
 def test_python_dash_m_and_help(env: dict[str, str]) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "brokerq", "--help"], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-m", "brokerq", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     assert "brokerq run configs/demo.yaml" in proc.stdout

@@ -62,7 +62,9 @@ def test_env_interpolation_with_default(tmp_path: Path, monkeypatch: pytest.Monk
     assert cfg.concurrency == 7
 
 
-def test_missing_env_var_names_it_and_the_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_env_var_names_it_and_the_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("BQ_NOPE", raising=False)
     msg = error_of(tmp_path, "handler: json:dumps\nembedded:\n  path: ${BQ_NOPE}\n")
     assert msg == (
@@ -95,7 +97,9 @@ def test_wrong_types_name_the_key_and_line(tmp_path: Path) -> None:
     assert msg.startswith("FILE:7: concurrency: Input should be a valid integer")
     msg = error_of(tmp_path, GOOD.replace("backoff: 500ms", "backoff: soon"))
     assert msg.startswith("FILE:8: retry.backoff: invalid duration 'soon'")
-    msg = error_of(tmp_path, GOOD.replace("visibility_timeout: 30s", "visibility_timeout: 30 parsecs"))
+    msg = error_of(
+        tmp_path, GOOD.replace("visibility_timeout: 30s", "visibility_timeout: 30 parsecs")
+    )
     assert msg.startswith("FILE:5: embedded.visibility_timeout: invalid duration")
     msg = error_of(tmp_path, GOOD.replace("concurrency: 4", "concurrency: 0"))
     assert msg.startswith("FILE:7: concurrency: Input should be greater than or equal to 1")
@@ -108,7 +112,9 @@ def test_missing_handler(tmp_path: Path) -> None:
 
 def test_exactly_one_broker_section(tmp_path: Path) -> None:
     none = error_of(tmp_path, "handler: json:dumps\n")
-    assert "exactly one broker section of kq, dq, embedded, broker is required (found: none)" in none
+    assert (
+        "exactly one broker section of kq, dq, embedded, broker is required (found: none)" in none
+    )
     two = error_of(tmp_path, GOOD + "dq: {}\n")
     assert "(found: dq, embedded)" in two
 
@@ -131,7 +137,10 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_several_errors_are_all_reported(tmp_path: Path) -> None:
-    msg = error_of(tmp_path, GOOD.replace("concurrency: 4", "concurrency: x").replace("name: demo", "name: [1]"))
+    msg = error_of(
+        tmp_path,
+        GOOD.replace("concurrency: 4", "concurrency: x").replace("name: demo", "name: [1]"),
+    )
     lines = msg.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("FILE:1: name:")

@@ -237,7 +237,9 @@ def test_middleware_order_and_exceptions_are_contained() -> None:
             if self.explode:
                 raise RuntimeError("hook failure")
 
-        def after_process(self, message: Message, outcome: str, error: BaseException | None) -> None:
+        def after_process(
+            self, message: Message, outcome: str, error: BaseException | None
+        ) -> None:
             calls.append(f"after-{self.name}-{outcome}")
 
     metrics = Metrics()
@@ -264,9 +266,30 @@ def test_metrics_count_failures() -> None:
     worker.stop()
     t.join(10)
     snap = metrics.snapshot()
-    assert (snap["processed"], snap["failed"], snap["retried"], snap["dead_lettered"]) == (1, 2, 1, 1)
+    assert (snap["processed"], snap["failed"], snap["retried"], snap["dead_lettered"]) == (
+        1,
+        2,
+        1,
+        1,
+    )
 
 
 def test_concurrency_must_be_positive() -> None:
     with pytest.raises(ValueError, match="concurrency"):
         Worker(ListSource(), concurrency=0)
+
+
+def test_a_job_redelivered_past_max_attempts_is_dead_lettered_without_running() -> None:
+    """A job whose handler kills the worker every time must not loop forever."""
+    source = ListSource()
+    source.pending.append(Message(b"poison", attempt=4))
+    ran: list[Message] = []
+    worker = Worker(source, retry=RetryPolicy(max_attempts=3))
+    t = run_in_thread(worker, ran.append)
+    assert wait_for(lambda: len(source.settled) == 1, 10)
+    worker.stop()
+    t.join(10)
+    assert ran == []
+    kind, _, error = source.settled[0]
+    assert kind == "dead"
+    assert "delivered 4 times without being settled" in error
