@@ -8,7 +8,9 @@ import types
 import pytest
 
 
-@pytest.mark.parametrize("package", ["brokerq", "brokerq.embedded", "brokerq_kafka", "brokerq_beanstalk"])
+@pytest.mark.parametrize(
+    "package", ["brokerq", "brokerq.embedded", "brokerq_kafka", "brokerq_beanstalk"]
+)
 def test_all_is_complete_and_importable(package: str) -> None:
     module = importlib.import_module(package)
     exported = set(module.__all__)

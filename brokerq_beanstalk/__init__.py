@@ -1,0 +1,26 @@
+"""brokerq_beanstalk: go-queue's dq done right -- replicated delayed jobs on beanstalkd.
+
+Jobs are written to several beanstalkd nodes; consumers run each job once thanks to a Redis
+guard (claim while running, done mark after), retry failures and bury dead letters. Delays
+have sub-second precision and jobs never run early. go-queue bodies are read, and can be
+written (``goqueue_compat``), so Go and Python services can share a tube.
+"""
+
+from brokerq_beanstalk.broker import BeanstalkBroker
+from brokerq_beanstalk.config import Beanstalk, DqConf, RedisConf, SentinelConf
+from brokerq_beanstalk.consumer import Consumer
+from brokerq_beanstalk.guard import Guard
+from brokerq_beanstalk.producer import Producer
+from brokerq_beanstalk.source import BeanstalkSource
+
+__all__ = [
+    "Beanstalk",
+    "BeanstalkBroker",
+    "BeanstalkSource",
+    "Consumer",
+    "DqConf",
+    "Guard",
+    "Producer",
+    "RedisConf",
+    "SentinelConf",
+]

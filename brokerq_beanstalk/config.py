@@ -1,0 +1,88 @@
+"""Configuration of the dq backend (go-queue ``DqConf``), validated by pydantic.
+
+``DqConf`` is the ``dq:`` section of a worker YAML file. Durations are human (``5s``, ``500ms``).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from brokerq.duration import Duration
+from brokerq.retry import RetryPolicy
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    """``"host:port"`` → ``(host, port)``; raise ValueError when it is not that."""
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"invalid beanstalkd endpoint {endpoint!r}: expected 'host:port'")
+    return host.strip("[]"), int(port)
+
+
+class Beanstalk(BaseModel):
+    """One beanstalkd node and the tube the jobs live in (go-queue ``dq.Beanstalk``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: str = Field(description="host:port of the beanstalkd node")
+    tube: str = Field(min_length=1, max_length=200, description="tube name")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        split_endpoint(value)
+        return value
+
+
+class SentinelConf(BaseModel):
+    """Redis Sentinel: the master's name and the sentinels (``host:port``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    master: str
+    nodes: list[str] = Field(min_length=1)
+
+
+class RedisConf(BaseModel):
+    """Where the consume-once guard lives: a URL, or Sentinel, or a Cluster seed URL."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = "redis://127.0.0.1:6379/0"
+    sentinel: SentinelConf | None = None
+    cluster: bool = False
+    prefix: str = Field(default="brokerq:dq:", description="prefix of every key the guard writes")
+
+
+class DqConf(BaseModel):
+    """Replicated delayed jobs on beanstalkd, consumed once thanks to Redis."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    beanstalks: list[Beanstalk] = Field(min_length=1)
+    redis: RedisConf = Field(default_factory=RedisConf)
+    concurrency: int = Field(default=8, ge=1, description="handler threads per consumer")
+    ttr: Duration = Field(default=5.0, ge=2.0, description="beanstalkd time-to-run (touched)")
+    priority: int = Field(default=2, ge=0, lt=2**32, description="beanstalkd priority (go-queue 2)")
+    retry: RetryPolicy | None = None
+    claim_ttl: Duration = Field(
+        default=15.0, ge=1.0, description="lease of a running job; a dead worker's job reruns after"
+    )
+    done_ttl: Duration = Field(
+        default=7 * 86400.0, ge=60.0, description="how long 'done' is remembered (outlive replicas)"
+    )
+    dead_ttl: Duration = Field(default=30 * 86400.0, ge=60.0, description="dead-letter records")
+    replicas: int = Field(default=3, ge=1, description="copies written per job")
+    min_written: int = Field(default=2, ge=1, description="copies that must be written")
+    goqueue_compat: bool = Field(
+        default=False, description="produce go-queue bodies (<unix-nanos>/<payload>)"
+    )
+
+    @model_validator(mode="after")
+    def _check_replicas(self) -> DqConf:
+        if self.min_written > self.replicas:
+            raise ValueError("min_written must not exceed replicas")
+        endpoints = [b.endpoint for b in self.beanstalks]
+        if len(set(endpoints)) != len(endpoints):
+            raise ValueError("beanstalks: every endpoint must be different")
+        return self
