@@ -32,6 +32,7 @@ from typing import Any
 from brokerq.broker import DelayProducer
 from brokerq.broker import Producer as PushProducer
 from brokerq.errors import BrokerError, ConnectionFailed, DeliveryError, MessageTooLarge
+from brokerq.timing import due_after, due_at
 from brokerq_beanstalk import codec
 from brokerq_beanstalk._wire import NodeConn
 from brokerq_beanstalk.config import Beanstalk, DqConf
@@ -114,11 +115,8 @@ class Producer(DelayProducer):
         headers: Mapping[str, str] | None = None,
     ) -> str:
         """Run the job ``delay`` seconds from now (sub-second precision); return its id."""
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"delay must be a non-negative number of seconds, got {delay!r}")
-        now = time.time()
-        return self._put(value, now + seconds, seconds, priority, ttr, key, headers)
+        due = due_after(delay)
+        return self._put(value, due, due - time.time(), priority, ttr, key, headers)
 
     def at(
         self,
@@ -131,11 +129,8 @@ class Producer(DelayProducer):
         headers: Mapping[str, str] | None = None,
     ) -> str:
         """Run the job at ``when`` (aware, or naive local time); a past time is a ValueError."""
-        due = when.timestamp()
-        seconds = due - time.time()
-        if seconds < 0:
-            raise ValueError(f"time {when.isoformat()} is {-seconds:.3f}s in the past")
-        return self._put(value, due, seconds, priority, ttr, key, headers)
+        due = due_at(when)
+        return self._put(value, due, max(0.0, due - time.time()), priority, ttr, key, headers)
 
     def push(
         self,

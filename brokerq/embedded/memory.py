@@ -20,10 +20,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from brokerq.broker import Broker, DeadLetter, DelayProducer, Delivery, Producer, Source
-from brokerq.embedded._common import due_after, due_at
 from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError
 from brokerq.message import Message, to_bytes
+from brokerq.timing import due_after, due_at
 
 logger = logging.getLogger(__name__)
 

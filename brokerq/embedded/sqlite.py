@@ -32,10 +32,10 @@ from typing import Any, TypeVar
 
 from brokerq.broker import Broker, DeadLetter, DelayProducer, Delivery, Producer, Source
 from brokerq.embedded import _sqlite_db as sql
-from brokerq.embedded._common import due_after, due_at
 from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError, ConfigError, ConnectionFailed, DeliveryError
 from brokerq.message import Message, new_id, to_bytes
+from brokerq.timing import due_after, due_at
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,7 @@
-"""Helpers the memory and sqlite brokers share: turning delay/at arguments into due times."""
+"""Turning ``delay`` / ``at`` arguments into due times: one rule for every backend.
+
+A negative or non-finite delay and a time in the past are ValueErrors; ``at(now)`` is allowed.
+"""
 
 from __future__ import annotations
 
