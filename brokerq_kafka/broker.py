@@ -1,0 +1,168 @@
+"""``KafkaBroker``: the kq backend as seen by the core (producers, sources, dead letters)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any, ClassVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from pydantic import BaseModel
+
+from brokerq.broker import Broker, DeadLetter
+from brokerq.errors import ConnectionFailed
+from brokerq.message import Message
+from brokerq_kafka import _wire
+from brokerq_kafka._errors import translate
+from brokerq_kafka.config import KqConf
+from brokerq_kafka.pusher import Pusher
+from brokerq_kafka.source import KafkaSource
+
+
+class KafkaBroker(Broker):
+    """Builds Pushers and KafkaSources from a ``KqConf`` section."""
+
+    name: ClassVar[str] = "kafka"
+    config_model: ClassVar[type[BaseModel]] = KqConf
+
+    def __init__(self, config: KqConf) -> None:
+        self.conf = config
+        self._reader: Any = None
+        self._lock = threading.Lock()
+
+    def producer(self) -> Pusher:
+        return Pusher(self.conf.brokers, self.conf.topic, **self.conf.producer_options())
+
+    def source(self) -> KafkaSource:
+        return KafkaSource(self.conf)
+
+    def worker_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"concurrency": self.conf.processors}
+        if self.conf.retry is not None:
+            options["retry"] = self.conf.retry
+        return options
+
+    def check(self) -> None:
+        try:
+            self._client().list_topics(timeout=5)
+        except KafkaException as e:
+            raise ConnectionFailed(
+                f"kafka {','.join(self.conf.brokers)}: no answer within 5s: {e}"
+            ) from e
+
+    def stats(self) -> dict[str, int]:
+        """pending: messages not yet committed by the group; dead: records in the DLQ topic."""
+        client = self._client()
+        try:
+            with self._lock:
+                parts = self._partitions(self.conf.topic)
+                committed = (
+                    client.committed(
+                        [TopicPartition(self.conf.topic, p) for p in parts], timeout=10
+                    )
+                    if parts
+                    else []
+                )
+                pending = 0
+                for tp in committed:
+                    low, high = client.get_watermark_offsets(tp, timeout=10)
+                    start = tp.offset if tp.offset >= 0 else low
+                    pending += max(0, high - start)
+                dead = 0
+                for p in self._partitions(self.conf.dead_letter_topic):
+                    low, high = client.get_watermark_offsets(
+                        TopicPartition(self.conf.dead_letter_topic, p), timeout=10
+                    )
+                    dead += max(0, high - low)
+        except KafkaException as e:
+            raise translate(e, f"kafka stats for {self.conf.topic!r}") from e
+        return {"pending": pending, "dead": dead}
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Read the dead-letter topic from the beginning (no group, no commits)."""
+        topic = self.conf.dead_letter_topic
+        out: list[DeadLetter] = []
+        try:
+            with self._lock:
+                client = self._client()
+                ends: dict[int, int] = {}
+                starts = []
+                for p in self._partitions(topic):
+                    low, high = client.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                    if high > low:
+                        ends[p] = high
+                        starts.append(TopicPartition(topic, p, OFFSET_BEGINNING))
+                if not ends:
+                    return []
+                client.assign(starts)
+                try:
+                    while ends and len(out) < limit:
+                        for record in client.consume(500, 1.0):
+                            if record.error() is not None:
+                                continue
+                            p = record.partition()
+                            if record.offset() + 1 >= ends.get(p, 0):
+                                ends.pop(p, None)
+                            if len(out) < limit:
+                                out.append(_dead_letter(record))
+                finally:
+                    client.unassign()
+        except KafkaException as e:
+            raise translate(e, f"kafka dead letters in {topic!r}") from e
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    # -- internals ---------------------------------------------------------------------------
+    def _client(self) -> Any:
+        """A group-less consumer for metadata, watermarks and reading the DLQ (never commits)."""
+        if self._reader is None:
+            config = self.conf.common_config()
+            config.update(self.conf.client_config)
+            config.update(
+                {
+                    "group.id": f"{self.conf.group}",
+                    "client.id": f"brokerq-admin-{uuid.uuid4().hex[:8]}",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "enable.partition.eof": False,
+                }
+            )
+            try:
+                self._reader = Consumer(config)
+            except (KafkaException, ValueError, TypeError) as e:
+                raise translate(e, f"kafka client config for {self.conf.topic!r}") from e
+        return self._reader
+
+    def _partitions(self, topic: str) -> list[int]:
+        md = self._client().list_topics(topic=topic, timeout=10).topics.get(topic)
+        if md is None or md.error is not None:
+            return []
+        return sorted(md.partitions)
+
+
+def _dead_letter(record: Any) -> DeadLetter:
+    user: dict[str, str] = {}
+    meta: dict[str, str] = {}
+    for name, value in record.headers() or []:
+        text = value.decode(errors="replace") if value is not None else ""
+        (meta if name.startswith(_wire.PREFIX) else user)[name] = text
+    failed_at = meta.get(_wire.FAILED_AT)
+    message = Message(
+        value=record.value() or b"",
+        key=record.key(),
+        headers=user,
+        id=meta.get(_wire.ID, f"{record.topic()}/{record.partition()}/{record.offset()}"),
+        attempt=int(meta.get(_wire.ATTEMPT, "1")),
+        created_at=(record.timestamp()[1] or 0) / 1000.0,
+    )
+    return DeadLetter(
+        message=message,
+        error=meta.get(_wire.ERROR, ""),
+        failed_at=float(failed_at) if failed_at else None,
+        ref=f"{record.topic()}/{record.partition()}/{record.offset()}",
+    )
