@@ -44,7 +44,6 @@ class WorkerConfig(BaseModel):
     name: str = "brokerq"
     handler: str = Field(description="module:function that handles each message")
     concurrency: int | None = Field(default=None, ge=1, description="parallel handlers")
-    prefetch: int | None = Field(default=None, ge=1, description="messages buffered ahead")
     retry: RetryPolicy | None = None
     shutdown_timeout: Duration = 30.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -92,8 +91,6 @@ class WorkerConfig(BaseModel):
             options["concurrency"] = self.concurrency
         if self.retry is not None:
             options["retry"] = self.retry
-        if self.prefetch is not None:
-            options["prefetch"] = self.prefetch
         return options
 
 

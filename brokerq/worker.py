@@ -1,18 +1,17 @@
 """The worker runtime: turns any ``Source`` into a ``Consumer``.
 
-One dispatcher (the thread that calls ``consume``) receives deliveries into a bounded queue;
-``concurrency`` threads take them, run middleware and the handler, then ack, retry or
-dead-letter. The bounded queue is the prefetch: a slow handler stops the dispatcher from
-receiving more, so backpressure reaches the broker. On ``stop()`` the dispatcher stops
-receiving, releases what was prefetched but not started, and waits up to
-``shutdown_timeout`` for running handlers; anything still running is left unacked, so the
-broker delivers it again.
+``concurrency`` threads each receive from the source, run middleware and the handler, then
+ack, retry or dead-letter. There is no hand-off queue between receiving and handling (a
+shared queue cost 5x the throughput): a thread receives only when it is free, so the
+prefetch is whatever the source buffers, and every source's buffer is bounded. A slow
+handler therefore stops receiving and the backpressure reaches the broker. On ``stop()``
+threads stop receiving and ``consume`` waits up to ``shutdown_timeout`` for running
+handlers; anything still running then is left unacked, so the broker delivers it again.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,8 +24,6 @@ from brokerq.middleware import DEAD, OK, RETRY, Middleware, MiddlewareChain
 from brokerq.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
-
-_STOP = object()
 
 
 def describe(error: BaseException) -> str:
@@ -46,7 +43,6 @@ class Worker(Consumer):
         retry: RetryPolicy | None = None,
         middleware: Sequence[Middleware] = (),
         shutdown_timeout: float = 30.0,
-        prefetch: int | None = None,
         receive_timeout: float = 0.5,
     ) -> None:
         if concurrency < 1:
@@ -56,32 +52,27 @@ class Worker(Consumer):
         self.retry_policy = retry or RetryPolicy()
         self.middleware = MiddlewareChain(middleware)
         self.shutdown_timeout = shutdown_timeout
-        self.prefetch = prefetch if prefetch is not None else concurrency
         self.receive_timeout = receive_timeout
         self._stopping = threading.Event()
         self._abandoned = threading.Event()
-        self._running = False
+        self._failure: BaseException | None = None
 
     # -- public -----------------------------------------------------------------------------
     def consume(self, handler: Callable[..., Any] | str) -> None:
-        """Process until ``stop()``; returns once in-flight work finished or timed out."""
+        """Process until ``stop()``; returns once in-flight work finished or timed out.
+
+        A source that fails for good (its ``receive`` raises) stops the worker, and the
+        error is raised from here after the other threads have finished.
+        """
         call = handler if isinstance(handler, Handler) else Handler(handler)
-        source = (
-            self._source_arg()
-            if callable(self._source_arg) and not isinstance(self._source_arg, Source)
-            else self._source_arg
-        )
-        assert isinstance(source, Source)
+        arg = self._source_arg
+        source = arg if isinstance(arg, Source) else arg()
         self._stopping.clear()
         self._abandoned.clear()
-        self._running = True
-        work: queue.Queue[Any] = queue.Queue(maxsize=max(1, self.prefetch))
+        self._failure = None
         threads = [
             threading.Thread(
-                target=self._work,
-                args=(source, call, work),
-                name=f"brokerq-worker-{i}",
-                daemon=True,
+                target=self._work, args=(source, call), name=f"brokerq-worker-{i}", daemon=True
             )
             for i in range(self.concurrency)
         ]
@@ -89,12 +80,15 @@ class Worker(Consumer):
             t.start()
         logger.info("worker started: handler=%s concurrency=%d", call.name, self.concurrency)
         try:
-            self._dispatch(source, work)
+            while not self._stopping.wait(0.5):
+                pass
         finally:
-            self._shutdown(source, work, threads)
-            self._running = False
+            self._shutdown(source, threads)
+        if self._failure is not None:
+            raise self._failure
 
     def stop(self) -> None:
+        """Stop receiving; safe from any thread and from a signal handler."""
         self._stopping.set()
 
     @property
@@ -102,33 +96,8 @@ class Worker(Consumer):
         return self._stopping.is_set()
 
     # -- internals --------------------------------------------------------------------------
-    def _dispatch(self, source: Source, work: queue.Queue[Any]) -> None:
-        while not self._stopping.is_set():
-            delivery = source.receive(self.receive_timeout)
-            if delivery is None:
-                continue
-            while True:
-                try:
-                    work.put(delivery, timeout=0.2)
-                    break
-                except queue.Full:
-                    if self._stopping.is_set():
-                        self._release(source, delivery)
-                        return
-
-    def _shutdown(
-        self, source: Source, work: queue.Queue[Any], threads: list[threading.Thread]
-    ) -> None:
-        # Give back what was prefetched but not started.
-        while True:
-            try:
-                item = work.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _STOP:
-                self._release(source, item)
-        for _ in threads:
-            work.put(_STOP)
+    def _shutdown(self, source: Source, threads: list[threading.Thread]) -> None:
+        self._stopping.set()
         deadline = time.monotonic() + self.shutdown_timeout
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -147,18 +116,29 @@ class Worker(Consumer):
             logger.exception("closing the source failed")
         logger.info("worker stopped")
 
+    def _work(self, source: Source, call: Handler) -> None:
+        stopping = self._stopping
+        timeout = self.receive_timeout
+        while not stopping.is_set():
+            try:
+                delivery = source.receive(timeout)
+            except Exception as e:
+                logger.error("receiving failed, stopping the worker: %s", describe(e))
+                self._failure = self._failure or e
+                stopping.set()
+                return
+            if delivery is None:
+                continue
+            if stopping.is_set():
+                self._release(source, delivery)
+                return
+            self.process(source, call, delivery)
+
     def _release(self, source: Source, delivery: Delivery[Any]) -> None:
         try:
             source.release(delivery)
         except Exception:
             logger.exception("release of message %s failed", delivery.message.id)
-
-    def _work(self, source: Source, call: Handler, work: queue.Queue[Any]) -> None:
-        while True:
-            item = work.get()
-            if item is _STOP:
-                return
-            self.process(source, call, item)
 
     def process(self, source: Source, call: Handler, delivery: Delivery[Any]) -> str:
         """Handle one delivery and settle it with the source; return the outcome."""

@@ -35,7 +35,6 @@ class Queue:
                 retry=conf.retry,
                 middleware=middleware,
                 shutdown_timeout=shutdown_timeout,
-                prefetch=conf.processors * 4,
             )
             for _ in range(conf.conns)
         ]
