@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from brokerq.errors import NotSupported
 from brokerq.message import Message
+from brokerq.timing import due_after, due_at
 
 Self = TypeVar("Self", bound="_Closable")
 Handle = TypeVar("Handle")
@@ -59,9 +60,12 @@ class Producer(_Closable):
 
 
 class DelayProducer(_Closable):
-    """Schedules jobs for a later time (go-queue dq ``Producer``)."""
+    """Schedules jobs for a later time (go-queue dq ``Producer``).
 
-    @abstractmethod
+    ``delay`` and ``at`` validate their argument once, here (brokerq.timing: a negative delay
+    or a past time is a ValueError), and pass a unix due time to the backend's ``schedule``.
+    """
+
     def delay(
         self,
         value: bytes | str,
@@ -71,8 +75,8 @@ class DelayProducer(_Closable):
         headers: Mapping[str, str] | None = None,
     ) -> str:
         """Run the job ``delay`` seconds from now; return its id (for ``revoke``)."""
+        return self.schedule(value, due_after(delay), key=key, headers=headers)
 
-    @abstractmethod
     def at(
         self,
         value: bytes | str,
@@ -82,6 +86,18 @@ class DelayProducer(_Closable):
         headers: Mapping[str, str] | None = None,
     ) -> str:
         """Run the job at ``when`` (an aware datetime, or naive local time); return its id."""
+        return self.schedule(value, due_at(when), key=key, headers=headers)
+
+    @abstractmethod
+    def schedule(
+        self,
+        value: bytes | str,
+        due: float,
+        *,
+        key: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Store a job that must not run before unix time ``due``; return its id."""
 
     @abstractmethod
     def revoke(self, job_id: str) -> bool:

@@ -132,6 +132,17 @@ class Producer(DelayProducer):
         due = due_at(when)
         return self._put(value, due, max(0.0, due - time.time()), priority, ttr, key, headers)
 
+    def schedule(
+        self,
+        value: bytes | str,
+        due: float,
+        *,
+        key: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Run the job at unix time ``due`` (validated by the caller) with default priority/ttr."""
+        return self._put(value, due, max(0.0, due - time.time()), None, None, key, headers)
+
     def push(
         self,
         value: bytes | str,

@@ -16,14 +16,12 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
 from typing import Any
 
 from brokerq.broker import Broker, DeadLetter, DelayProducer, Delivery, Producer, Source
 from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError
 from brokerq.message import Message, to_bytes
-from brokerq.timing import due_after, due_at
 
 logger = logging.getLogger(__name__)
 
@@ -221,12 +219,13 @@ class MemoryDelayProducer(DelayProducer):
     def __init__(self, broker: MemoryBroker) -> None:
         self._broker = broker
 
-    def _schedule(
+    def schedule(
         self,
         value: bytes | str,
         due: float,
-        key: bytes | str | None,
-        headers: Mapping[str, str] | None,
+        *,
+        key: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> str:
         message = Message(
             value=to_bytes(value),
@@ -236,26 +235,6 @@ class MemoryDelayProducer(DelayProducer):
         )
         self._broker._enqueue([(message, due)])
         return message.id
-
-    def delay(
-        self,
-        value: bytes | str,
-        delay: float | timedelta,
-        *,
-        key: bytes | str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> str:
-        return self._schedule(value, due_after(delay), key, headers)
-
-    def at(
-        self,
-        value: bytes | str,
-        when: datetime,
-        *,
-        key: bytes | str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> str:
-        return self._schedule(value, due_at(when), key, headers)
 
     def revoke(self, job_id: str) -> bool:
         return self._broker._revoke(job_id)

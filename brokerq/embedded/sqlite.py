@@ -27,7 +27,6 @@ import uuid
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from brokerq.broker import Broker, DeadLetter, DelayProducer, Delivery, Producer, Source
@@ -35,7 +34,6 @@ from brokerq.embedded import _sqlite_db as sql
 from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError, ConfigError, ConnectionFailed, DeliveryError
 from brokerq.message import Message, new_id, to_bytes
-from brokerq.timing import due_after, due_at
 
 logger = logging.getLogger(__name__)
 
@@ -218,27 +216,15 @@ class SqliteProducer(_Writer, Producer):
 class SqliteDelayProducer(_Writer, DelayProducer):
     """Schedules jobs by their ``not_before`` time; ``revoke`` deletes one not yet running."""
 
-    def delay(
+    def schedule(
         self,
         value: bytes | str,
-        delay: float | timedelta,
+        due: float,
         *,
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> str:
-        row = _row(value, self._broker.queue, key, headers, due_after(delay))
-        self._insert([row])
-        return str(row[0])
-
-    def at(
-        self,
-        value: bytes | str,
-        when: datetime,
-        *,
-        key: bytes | str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> str:
-        row = _row(value, self._broker.queue, key, headers, due_at(when))
+        row = _row(value, self._broker.queue, key, headers, due)
         self._insert([row])
         return str(row[0])
 
