@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from brokerq.message import Message, new_id
+from brokerq.message import Message, build_message, new_id
 
 PREFIX = "brokerq-"
 ID = "brokerq-id"
@@ -53,8 +53,12 @@ def record_headers(msg_id: str, headers: Mapping[str, str] | None) -> list[tuple
     return out
 
 
-def decode(record: Any) -> Message:
-    """The brokerq Message for a consumed record; raises UnicodeDecodeError / ValueError."""
+def decode(record: Any, id_prefix: str | None = None) -> Message:
+    """The brokerq Message for a consumed record; raises UnicodeDecodeError / ValueError.
+
+    ``id_prefix`` is ``"topic/partition/"`` when the caller knows it (the id of a record
+    without a ``brokerq-id`` header is ``topic/partition/offset``).
+    """
     user: dict[str, str] = {}
     msg_id = ""
     attempt = 1
@@ -70,16 +74,19 @@ def decode(record: Any) -> Message:
             else:
                 user[name] = text
     if not msg_id:
-        msg_id = f"{record.topic()}/{record.partition()}/{record.offset()}"
+        if id_prefix is None:
+            msg_id = f"{record.topic()}/{record.partition()}/{record.offset()}"
+        else:
+            msg_id = f"{id_prefix}{record.offset()}"
     value = record.value()
     ts = record.timestamp()[1]
-    return Message(
-        value=value if value is not None else b"",
-        key=record.key(),
-        headers=user,
-        id=msg_id,
-        attempt=attempt,
-        created_at=ts / 1000.0 if ts and ts > 0 else 0.0,
+    return build_message(
+        value if value is not None else b"",
+        record.key(),
+        user,
+        msg_id,
+        attempt,
+        ts / 1000.0 if ts and ts > 0 else 0.0,
     )
 
 

@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from brokerq.broker import Delivery, Source
 from brokerq.errors import BrokerError, DeliveryError
+from brokerq.message import build_message
 from brokerq_kafka import _wire
 from brokerq_kafka._deadletter import DeadLetterWriter
 from brokerq_kafka._errors import translate
@@ -36,6 +37,8 @@ from brokerq_kafka.tracker import PartitionTracker
 logger = logging.getLogger(__name__)
 
 TP = tuple[str, int]
+_PREFIX, _ID, _ATTEMPT = _wire.PREFIX, _wire.ID, _wire.ATTEMPT
+_make_message = build_message
 
 
 class Handle:
@@ -78,12 +81,15 @@ class KafkaSource(Source):
         self._room = threading.Condition(lock)  # the poll thread waits for buffer space
         self._low_water = self.buffer_size // 2
         self._want_room = False
-        self._buffer: deque[KDelivery] = deque()  # polled, not handed out
+        # Polled, not handed out: raw records with their partition's tracker; receive decodes
+        # them, so the poll thread only tracks and the short-lived Message objects die young.
+        self._buffer: deque[tuple[Any, PartitionTracker]] = deque()
+        self._lock_free = not self.key_ordering  # receive may pop the buffer without the lock
         self._ready: deque[KDelivery] = deque()  # handed back or unblocked; key already held
         self._delayed: list[tuple[float, int, KDelivery]] = []  # retries, by due time
         self._seq = itertools.count()
         self._keys: dict[Hashable, deque[KDelivery]] = {}  # key in flight -> waiting same-key
-        self._done: deque[tuple[PartitionTracker, int]] = deque()  # finished, for the poll thread
+        self._done: deque[Handle] = deque()  # finished, for the poll thread
         self._trackers: dict[TP, PartitionTracker] = {}  # current assignment (poll thread)
         self._lag: dict[TP, int] = {}
         self._paused = False
@@ -104,6 +110,29 @@ class KafkaSource(Source):
 
     # -- Source API ----------------------------------------------------------------------------
     def receive(self, timeout: float) -> KDelivery | None:
+        # Fast path, no lock: nothing handed back, no retries due, no key ordering, and the
+        # poll thread is not waiting for room. ``popleft`` is atomic, so each buffered
+        # record goes to exactly one receiver (``_drop`` takes them out the same way).
+        if (
+            self._lock_free
+            and self._thread is not None
+            and not self._ready
+            and not self._delayed
+            and not self._want_room
+            and self._failure is None
+            and not self._closed
+        ):
+            try:
+                record, tracker = self._buffer.popleft()
+            except IndexError:
+                pass
+            else:
+                delivery = self._decode(record, tracker)
+                if delivery is not None:
+                    return delivery
+        return self._receive(timeout)
+
+    def _receive(self, timeout: float) -> KDelivery | None:
         if self._thread is None:
             self._start()
         deadline = time.monotonic() + timeout
@@ -123,7 +152,9 @@ class KafkaSource(Source):
                     self._want_room = False
                     self._room.notify()
                 while buffer:
-                    delivery = buffer.popleft()
+                    delivery = self._decode(*buffer.popleft())
+                    if delivery is None:
+                        continue
                     key = delivery.message.key
                     if self.key_ordering and key is not None:
                         waiting = self._keys.get(key)
@@ -140,8 +171,7 @@ class KafkaSource(Source):
                 self._cond.wait(remaining)
 
     def ack(self, delivery: KDelivery) -> None:
-        handle = delivery.handle
-        self._done.append((handle.tracker, handle.offset))
+        self._done.append(delivery.handle)
         if self.key_ordering and delivery.message.key is not None:
             self._release_key(delivery.message.key)
 
@@ -249,30 +279,69 @@ class KafkaSource(Source):
                 logger.exception("closing the kafka consumer for %s failed", self.topic)
 
     def _accept(self, records: list[Any]) -> None:
-        batch: list[KDelivery] = []
+        """Track a consume() batch, then buffer it under one lock acquisition.
+
+        This runs for every record on the one poll thread, so it does the least it can: the
+        tracker is looked up once per run of records from the same partition, and decoding
+        is left to ``receive``.
+        """
+        batch: list[tuple[Any, PartitionTracker]] = []
+        append = batch.append
         trackers = self._trackers
-        decode = _wire.decode
+        tracker: PartitionTracker | None = None
         for record in records:
             err = record.error()
             if err is not None:
                 self._on_record_error(err)
                 continue
-            tp = (record.topic(), record.partition())
-            tracker = trackers.get(tp)
-            if tracker is None:  # a record from outside the assignment we know: track it anyway
-                tracker = trackers[tp] = PartitionTracker(*tp)
-            offset = record.offset()
-            tracker.add(offset)
-            try:
-                message = decode(record)
-            except (ValueError, UnicodeDecodeError) as e:
-                self._poison(record, tracker, offset, e)
-                continue
-            batch.append(Delivery(message, Handle(tracker, offset)))
+            topic = record.topic()
+            partition = record.partition()
+            if tracker is None or partition != tracker.partition or topic != tracker.topic:
+                tracker = trackers.get((topic, partition))
+                if tracker is None:  # from outside the assignment we know: track it anyway
+                    tracker = trackers[(topic, partition)] = PartitionTracker(topic, partition)
+            tracker.add(record.offset())
+            append((record, tracker))
         if batch:
             with self._cond:
                 self._buffer.extend(batch)
                 self._cond.notify(len(batch))
+
+    def _decode(self, record: Any, tracker: PartitionTracker) -> KDelivery | None:
+        """The delivery for a buffered record (``_wire.decode`` inlined: it runs per message).
+
+        None for a record that cannot be decoded: it goes to the dead letters at once.
+        """
+        offset = record.offset()
+        user: dict[str, str] = {}
+        msg_id = ""
+        attempt = 1
+        raw = record.headers()
+        if raw:
+            try:
+                for name, data in raw:
+                    text = data.decode() if data is not None else ""
+                    if name.startswith(_PREFIX):
+                        if name == _ID:
+                            msg_id = text
+                        elif name == _ATTEMPT:
+                            attempt = int(text)
+                    else:
+                        user[name] = text
+            except (ValueError, UnicodeDecodeError) as e:
+                self._poison(record, tracker, offset, e)
+                return None
+        value = record.value()
+        ts = record.timestamp()[1]
+        message = _make_message(
+            value if value is not None else b"",
+            record.key(),
+            user,
+            msg_id or f"{tracker.id_prefix}{offset}",
+            attempt,
+            ts / 1000.0 if ts and ts > 0 else 0.0,
+        )
+        return Delivery(message, Handle(tracker, offset))
 
     def _poison(self, record: Any, tracker: PartitionTracker, offset: int, e: Exception) -> None:
         """A record we cannot decode goes to the dead letters at once."""
@@ -280,12 +349,13 @@ class KafkaSource(Source):
         logger.warning("%s/%d/%d: %s", tracker.topic, tracker.partition, offset, error)
         message = _wire.raw_message(record)
         done = self._done
+        handle = Handle(tracker, offset)
         self._dlq.write_async(
             message,
             error,
             tracker,
             offset,
-            lambda: done.append((tracker, offset)),
+            lambda: done.append(handle),
             record.headers(),
         )
 
@@ -319,9 +389,10 @@ class KafkaSource(Source):
 
     def _apply_done(self) -> None:
         done = self._done
+        popleft = done.popleft
         while done:
-            tracker, offset = done.popleft()
-            tracker.done(offset)
+            handle = popleft()
+            handle.tracker.outstanding.discard(handle.offset)
 
     def _commit(self, asynchronous: bool, only: set[TP] | None = None) -> None:
         """Commit each partition's safe position; sync commits resend even unchanged ones."""
@@ -395,8 +466,21 @@ class KafkaSource(Source):
         def keep(d: KDelivery) -> bool:
             return id(d.handle.tracker) not in revoked
 
+        def keep_record(entry: tuple[Any, PartitionTracker]) -> bool:
+            return id(entry[1]) not in revoked
+
         with self._cond:
-            self._buffer = deque(d for d in self._buffer if keep(d))
+            # Receivers pop the buffer without the lock: take every item out atomically
+            # (each goes either to a receiver or to us, never both), put back what we keep.
+            buffer, taken = self._buffer, []
+            while True:
+                try:
+                    taken.append(buffer.popleft())
+                except IndexError:
+                    break
+            buffer.extendleft(reversed([e for e in taken if keep_record(e)]))
+            if buffer:
+                self._cond.notify_all()
             held = [d for d in self._ready if not keep(d)]
             held += [d for _, _, d in self._delayed if not keep(d)]
             self._ready = deque(d for d in self._ready if keep(d))

@@ -14,11 +14,12 @@ from __future__ import annotations
 class PartitionTracker:
     """Outstanding offsets of one assigned partition (one object per assignment)."""
 
-    __slots__ = ("committed", "high", "outstanding", "partition", "topic")
+    __slots__ = ("committed", "high", "id_prefix", "outstanding", "partition", "topic")
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
         self.partition = partition
+        self.id_prefix = f"{topic}/{partition}/"  # ids of records that carry none
         self.outstanding: set[int] = set()
         self.high: int | None = None  # one past the highest offset seen
         self.committed: int | None = None  # the last offset we committed

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from brokerq.errors import DecodeError
-from brokerq.message import Message, new_id, pack, to_bytes, unpack
+from brokerq.message import Message, build_message, new_id, pack, to_bytes, unpack
 
 
 def test_ids_are_unique_and_time_sortable() -> None:
@@ -51,3 +51,20 @@ def test_json_helper_raises_decode_error() -> None:
     assert Message(b'{"a": 1}').json() == {"a": 1}
     with pytest.raises(DecodeError, match="not JSON"):
         Message(b"{").json()
+
+
+def test_build_message_equals_the_constructor() -> None:
+    args = (b"v", b"k", {"h": "1"}, "id-1", 2, 12.5, 99.0)
+    built = build_message(*args)
+    assert built == Message(*args)
+    assert type(built) is Message
+    assert build_message(*args[:6]) == Message(*args[:6])
+    assert Message.__slots__ == (
+        "value",
+        "key",
+        "headers",
+        "id",
+        "attempt",
+        "created_at",
+        "not_before",
+    )

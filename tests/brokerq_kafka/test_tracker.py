@@ -7,11 +7,9 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from confluent_kafka import Message as Record
 
-from brokerq.broker import Delivery
-from brokerq.message import Message
-from brokerq_kafka import KafkaSource, KqConf
-from brokerq_kafka.source import Handle
+from brokerq_kafka import KafkaSource, KqConf, _wire
 from brokerq_kafka.tracker import PartitionTracker
 
 
@@ -55,9 +53,39 @@ def feed(
 ) -> None:
     for offset, key in items:
         tracker.add(offset)
-        src._buffer.append(
-            Delivery(Message(value=str(offset).encode(), key=key), Handle(tracker, offset))
+        record = Record(
+            topic=tracker.topic,
+            partition=tracker.partition,
+            offset=offset,
+            value=str(offset).encode(),
+            key=key,
         )
+        src._buffer.append((record, tracker))
+
+
+def test_buffered_records_decode_like_wire_decode(source: KafkaSource) -> None:
+    tracker = PartitionTracker("unit", 2)
+    source._trackers[("unit", 2)] = tracker
+    record = Record(
+        topic="unit",
+        partition=2,
+        offset=7,
+        value=b"payload",
+        key=b"k",
+        headers=[(_wire.ID, b"abc"), (_wire.ATTEMPT, b"2"), ("user", b"u")],
+        timestamp=(1, 1_700_000_000_000),
+    )
+    plain = Record(topic="unit", partition=2, offset=8, value=b"x")
+    tracker.add(7)
+    tracker.add(8)
+    source._buffer.extend([(record, tracker), (plain, tracker)])
+    got = source.receive(0)
+    assert got is not None and got.message == _wire.decode(record)
+    assert got.message.id == "abc" and got.message.attempt == 2
+    assert got.message.headers == {"user": "u"} and got.message.created_at == 1_700_000_000.0
+    second = source.receive(0)
+    assert second is not None and second.message.id == "unit/2/8"
+    assert second.message == _wire.decode(plain)
 
 
 def test_concurrent_acks_commit_the_prefix(source: KafkaSource) -> None:
