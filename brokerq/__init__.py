@@ -5,6 +5,8 @@ contracts, retries, middleware, config and the worker runtime. Backends live in
 ``brokerq.embedded`` (memory, sqlite), ``brokerq_kafka`` (kq) and ``brokerq_beanstalk`` (dq).
 """
 
+import logging as _logging
+
 from brokerq.broker import (
     Broker,
     Consumer,
@@ -67,3 +69,8 @@ __all__ = [
     "load",
     "new_id",
 ]
+
+# A library never configures logging; without any handler Python would print WARNING and
+# up to stderr by itself (its "last resort"), e.g. librdkafka's connection chatter in
+# `brokerq check`. The CLI and applications configure handlers.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())

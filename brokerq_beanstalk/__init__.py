@@ -6,6 +6,8 @@ have sub-second precision and jobs never run early. go-queue bodies are read, an
 written (``goqueue_compat``), so Go and Python services can share a tube.
 """
 
+import logging as _logging
+
 from brokerq_beanstalk.broker import BeanstalkBroker
 from brokerq_beanstalk.config import Beanstalk, DqConf, RedisConf, SentinelConf
 from brokerq_beanstalk.consumer import Consumer
@@ -24,3 +26,8 @@ __all__ = [
     "RedisConf",
     "SentinelConf",
 ]
+
+# A library never configures logging; without any handler Python would print WARNING and
+# up to stderr by itself (its "last resort"), e.g. librdkafka's connection chatter in
+# `brokerq check`. The CLI and applications configure handlers.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())

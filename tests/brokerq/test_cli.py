@@ -179,6 +179,17 @@ def test_dead_letters_list_retry_purge(config: Path, env: dict[str, str]) -> Non
         ),
         ("kq: {brokers: []}\nhandler: a:b\n", 3, "kq.brokers"),
         (
+            "kq: {brokers: ['127.0.0.1:1'], topic: t, group: g}\nhandler: tests.brokerq.cli_handlers:record\n",
+            4,
+            "kafka 127.0.0.1:1",
+        ),
+        (
+            "dq: {beanstalks: [{endpoint: '127.0.0.1:1', tube: t}], redis: {url: 'redis://127.0.0.1:1/0'}}\n"
+            "handler: tests.brokerq.cli_handlers:record\n",
+            4,
+            "127.0.0.1:1",
+        ),
+        (
             "embedded: {path: /proc/brokerq.db}\nhandler: tests.brokerq.cli_handlers:record\n",
             4,
             "/proc/brokerq.db",
