@@ -22,6 +22,7 @@ from brokerq.errors import DecodeError, Drop, Retry
 from brokerq.handler import Handler
 from brokerq.middleware import DEAD, OK, RETRY, Middleware, MiddlewareChain
 from brokerq.retry import RetryPolicy
+from brokerq.tracing import default_middleware
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Worker(Consumer):
         self._source_arg = source
         self.concurrency = concurrency
         self.retry_policy = retry or RetryPolicy()
-        self.middleware = MiddlewareChain(middleware)
+        self.middleware = MiddlewareChain([*default_middleware(), *middleware])
         self.shutdown_timeout = shutdown_timeout
         self.receive_timeout = receive_timeout
         self._stopping = threading.Event()

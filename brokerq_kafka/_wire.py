@@ -12,8 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from brokerq.message import Message, build_message, new_id
+from brokerq.tracing import inject
+from brokerq.tracing import installed as _tracing_installed
 
 PREFIX = "brokerq-"
+TRACING = _tracing_installed()
+
 ID = "brokerq-id"
 ATTEMPT = "brokerq-attempt"
 ERROR = "brokerq-error"
@@ -21,13 +25,6 @@ TOPIC = "brokerq-topic"
 PARTITION = "brokerq-partition"
 OFFSET = "brokerq-offset"
 FAILED_AT = "brokerq-failed-at"
-
-try:  # optional: trace context travels in the headers when OpenTelemetry is installed
-    from opentelemetry import propagate as _otel
-except ImportError:  # pragma: no cover - depends on the environment
-    _otel = None
-
-TRACING = _otel is not None
 
 
 class IdSource:
@@ -46,9 +43,9 @@ def record_headers(msg_id: str, headers: Mapping[str, str] | None) -> list[tuple
     out: list[tuple[str, Any]] = [(ID, msg_id)]
     if headers:
         out.extend(headers.items())
-    if _otel is not None:
+    if TRACING:
         carrier: dict[str, str] = {}
-        _otel.inject(carrier)
+        inject(carrier)
         out.extend(carrier.items())
     return out
 
