@@ -28,7 +28,7 @@ def make_source(conf: DqConf) -> BeanstalkSource:
         ttr=conf.ttr,
         priority=conf.priority,
         claim_ttl=conf.claim_ttl,
-        prefetch=conf.concurrency,
+        prefetch=conf.concurrency * 4,  # the node threads reserve in batches
     )
 
 

@@ -1,8 +1,11 @@
 """The Redis consume-once guard: one claim per running job, a done mark that outlives replicas.
 
-Every command touches one key, and all keys of one job share the hash tag ``{<id>}``, so the
-guard works on Redis Cluster and on proxies (pipelines of single-key commands, and two
-one-key Lua scripts for compare-and-renew / compare-and-delete of a claim)::
+All keys of one job share the hash tag ``{<id>}`` and every command touches the keys of one
+job only, so the guard works on Redis Cluster and on proxies: pipelines of single-key
+commands, and small Lua scripts sent with EVAL whose keys are passed explicitly and belong to
+one job (claim + read done/retry; done mark + drop own claim; compare-and-renew and
+compare-and-delete of a claim). Hot paths take many jobs per round trip (``acquire_many``,
+``mark_done_many``, and ``mark_done_shared`` which groups concurrent callers)::
 
     <prefix>{<id>}:claim   owner token           SET NX PX claim_ttl, renewed while running
     <prefix>{<id>}:done    done|dead|revoked     SET PX done_ttl: copies seen later are deleted
@@ -19,8 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -38,6 +42,18 @@ _RELEASE = (
 )
 
 
+# KEYS: claim, done, retry (one hash tag); ARGV: token, claim ms → {claimed, done, retry}
+_ACQUIRE = (
+    "local c = redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) "
+    "return {c and 1 or 0, redis.call('get', KEYS[2]), redis.call('get', KEYS[3])}"
+)
+# KEYS: done, claim; ARGV: status, done ms, token → set the done mark, drop the claim if ours
+_DONE = (
+    "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "if redis.call('get', KEYS[2]) == ARGV[3] then redis.call('del', KEYS[2]) end return 1"
+)
+
+
 def connect(conf: RedisConf) -> Any:
     """A redis-py client for a URL, a Sentinel master or a Cluster (short socket timeouts)."""
     opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
@@ -48,6 +64,23 @@ def connect(conf: RedisConf) -> Any:
     if conf.cluster:
         return RedisCluster.from_url(conf.url, **opts)
     return redis.Redis.from_url(conf.url, **opts)
+
+
+def _closed_gate() -> Any:
+    gate = threading.Lock()  # a held lock: cheaper to wait on than an Event
+    gate.acquire()
+    return gate
+
+
+@dataclass(slots=True, eq=False)
+class _Waiter:
+    """One caller of ``Guard.mark_done_shared``."""
+
+    job_id: str
+    token: str | None
+    gate: Any = field(default_factory=_closed_gate)  # released when it may go on
+    lead: bool = False
+    error: BaseException | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +110,12 @@ class Guard:
         self.claim_ms = int(claim_ttl * 1000)
         self.done_ms = int(done_ttl * 1000)
         self.dead_ms = int(dead_ttl * 1000)
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
+        self._group: list[_Waiter] = []
+        self._group_lock = threading.Lock()
+        self._group_busy = False
+        # plain Redis and Sentinel clients: hot paths write commands on a pooled connection
+        # directly (redis-py's Pipeline costs ~2x the CPU); Cluster uses pipelines
+        self._pool = None if isinstance(client, RedisCluster) else client.connection_pool
 
     @classmethod
     def from_conf(cls, conf: RedisConf, **ttls: float) -> Guard:
@@ -86,6 +123,29 @@ class Guard:
 
     def key(self, job_id: str, kind: str) -> str:
         return f"{self.prefix}{{{job_id}}}:{kind}"
+
+    def _batch(self, what: str, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one write and read every answer (a pipeline, no callbacks)."""
+        pool = self._pool
+        if pool is None:
+            pipe = self.client.pipeline(transaction=False)
+            for cmd in commands:
+                pipe.execute_command(*cmd)
+            return self._run(what, pipe)
+        try:
+            conn = pool.get_connection()
+        except redis.RedisError as e:
+            raise ConnectionFailed(f"redis ({what}): {e}") from e
+        try:
+            conn.send_packed_command(conn.pack_commands(commands))
+            return [conn.read_response() for _ in commands]
+        except BaseException as e:
+            conn.disconnect()  # answers may be left unread: never reuse this connection
+            if isinstance(e, redis.RedisError):
+                raise ConnectionFailed(f"redis ({what}): {e}") from e
+            raise
+        finally:
+            pool.release(conn)
 
     def _run(self, what: str, pipe: Any) -> list[Any]:
         try:
@@ -102,22 +162,37 @@ class Guard:
         )
         return bool(self._run("claim", pipe)[0])
 
+    def _unclaim(self, pipe: Any, job_id: str, token: str) -> None:
+        """Queue compare-and-delete of a claim on ``pipe``.
+
+        EVAL, not a registered script: redis-py sends ``SCRIPT EXISTS`` before every pipeline
+        holding a registered script (an extra round trip); Redis caches the EVAL body anyway.
+        """
+        pipe.eval(_RELEASE, 1, self.key(job_id, "claim"), token)
+
     def acquire(self, job_id: str, token: str) -> Claimed:
-        """Claim and, in the same round trip, read the done mark and the retry state.
+        """Claim and, in the same round trip, read the done mark and the retry state."""
+        return self.acquire_many([(job_id, token)])[0]
+
+    def acquire_many(self, jobs: list[tuple[str, str]]) -> list[Claimed]:
+        """``acquire`` for several ``(id, token)`` in one round trip.
 
         The reads run after the SET on the same server (same hash slot), so a claim won after
         another owner's ``retry`` also sees the attempt that owner recorded.
         """
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.key(job_id, "claim"), token, nx=True, px=self.claim_ms)
-        pipe.get(self.key(job_id, "done"))
-        pipe.get(self.key(job_id, "retry"))
-        got, done, retry = self._run("claim", pipe)
-        attempt, due = 1, None
-        if retry:
-            a, _, d = retry.decode().partition(" ")
-            attempt, due = int(a), float(d)
-        return Claimed(bool(got), done.decode() if done else None, attempt, due)
+        key, ms = self.key, self.claim_ms
+        cmds = [
+            ("EVAL", _ACQUIRE, 3, key(i, "claim"), key(i, "done"), key(i, "retry"), token, ms)
+            for i, token in jobs
+        ]
+        out: list[Claimed] = []
+        for got, done, retry in self._batch("claim", cmds):
+            attempt, due = 1, None
+            if retry:
+                a, _, d = retry.decode().partition(" ")
+                attempt, due = int(a), float(d)
+            out.append(Claimed(bool(got), done.decode() if done else None, attempt, due))
+        return out
 
     def renew(self, claims: list[tuple[str, str]]) -> list[bool]:
         """Extend the claims ``(id, token)`` still owned; False for each one lost."""
@@ -125,13 +200,13 @@ class Guard:
             return []
         pipe = self.client.pipeline(transaction=False)
         for job_id, token in claims:
-            self._renew(keys=[self.key(job_id, "claim")], args=[token, self.claim_ms], client=pipe)
+            pipe.eval(_RENEW, 1, self.key(job_id, "claim"), token, self.claim_ms)
         return [bool(r) for r in self._run("renew", pipe)]
 
     def release(self, job_id: str, token: str) -> None:
         """Give up a claim (only if still ours)."""
         pipe = self.client.pipeline(transaction=False)
-        self._release(keys=[self.key(job_id, "claim")], args=[token], client=pipe)
+        self._unclaim(pipe, job_id, token)
         self._run("release", pipe)
 
     def is_done(self, job_id: str) -> bool:
@@ -141,11 +216,55 @@ class Guard:
 
     def mark_done(self, job_id: str, token: str | None = None, status: str = "done") -> None:
         """The job must never run again: set the done mark, then drop our claim."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.key(job_id, "done"), status, px=self.done_ms)
-        if token is not None:
-            self._release(keys=[self.key(job_id, "claim")], args=[token], client=pipe)
-        self._run("mark_done", pipe)
+        self.mark_done_many([(job_id, token)], status)
+
+    def mark_done_many(self, jobs: list[tuple[str, str | None]], status: str = "done") -> None:
+        """``mark_done`` for several ``(id, token)`` in one round trip."""
+        key, ms = self.key, self.done_ms
+        cmds = [
+            ("SET", key(i, "done"), status, "PX", ms)
+            if token is None
+            else ("EVAL", _DONE, 2, key(i, "done"), key(i, "claim"), status, ms, token)
+            for i, token in jobs
+        ]
+        self._batch("mark_done", cmds)
+
+    def mark_done_shared(self, job_id: str, token: str | None = None) -> None:
+        """``mark_done`` from many threads at once, grouped into shared round trips.
+
+        Returns (or raises ConnectionFailed) only once this job's mark is recorded (or
+        failed), like ``mark_done``. The first caller leads: it records everything queued,
+        then hands the lead to the first caller that queued meanwhile (group commit).
+        """
+        me = _Waiter(job_id, token)
+        with self._group_lock:
+            self._group.append(me)
+            if not self._group_busy:
+                self._group_busy = me.lead = True
+        if not me.lead:
+            me.gate.acquire()
+        if me.lead:
+            with self._group_lock:
+                batch, self._group = self._group, []
+            error: BaseException | None = None
+            try:
+                self.mark_done_many([(w.job_id, w.token) for w in batch])
+            except BaseException as e:  # every waiter must learn it, and the lead move on
+                error = e
+            with self._group_lock:
+                if self._group:
+                    nxt = self._group[0]
+                    nxt.lead = True
+                    nxt.gate.release()
+                else:
+                    self._group_busy = False
+            for w in batch:
+                w.error = error
+                w.lead = False
+                if w is not me:
+                    w.gate.release()
+        if me.error is not None:
+            raise me.error
 
     def revoke(self, job_id: str) -> bool:
         """Mark a job revoked unless it is already done; True when this call marked it."""
@@ -157,7 +276,7 @@ class Guard:
         """Record the next attempt and its time, then release the claim (in that order)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self.key(job_id, "retry"), f"{attempt} {due!r}", px=self.done_ms)
-        self._release(keys=[self.key(job_id, "claim")], args=[token], client=pipe)
+        self._unclaim(pipe, job_id, token)
         self._run("retry", pipe)
 
     # -- dead letters -----------------------------------------------------------------------
@@ -171,7 +290,7 @@ class Guard:
         pipe.set(self.key(job_id, "dead"), record, px=self.dead_ms)
         pipe.lpush(f"{self.prefix}dead", record)
         pipe.pexpire(f"{self.prefix}dead", self.dead_ms)
-        self._release(keys=[self.key(job_id, "claim")], args=[token], client=pipe)
+        self._unclaim(pipe, job_id, token)
         self._run("dead", pipe)
 
     def dead_records(self, limit: int = 1000) -> list[dict[str, Any]]:
