@@ -13,11 +13,8 @@ from typing import Any
 
 from brokerq.message import Message, build_message, new_id
 from brokerq.tracing import inject
-from brokerq.tracing import installed as _tracing_installed
 
 PREFIX = "brokerq-"
-TRACING = _tracing_installed()
-
 ID = "brokerq-id"
 ATTEMPT = "brokerq-attempt"
 ERROR = "brokerq-error"
@@ -38,12 +35,14 @@ class IdSource:
         return f"{self._prefix}{next(self._count):010X}"
 
 
-def record_headers(msg_id: str, headers: Mapping[str, str] | None) -> list[tuple[str, Any]]:
+def record_headers(
+    msg_id: str, headers: Mapping[str, str] | None, tracing: bool = False
+) -> list[tuple[str, Any]]:
     """The Kafka headers for a pushed message: our id, the user's headers, trace context."""
     out: list[tuple[str, Any]] = [(ID, msg_id)]
     if headers:
         out.extend(headers.items())
-    if TRACING:
+    if tracing:
         carrier: dict[str, str] = {}
         inject(carrier)
         out.extend(carrier.items())

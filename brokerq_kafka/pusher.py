@@ -23,8 +23,9 @@ from confluent_kafka import Producer as _KafkaProducer
 from brokerq.broker import Producer
 from brokerq.errors import DeliveryError, MessageTooLarge
 from brokerq.message import Message
+from brokerq.tracing import configured
 from brokerq_kafka._errors import translate
-from brokerq_kafka._wire import ID, TRACING, IdSource, record_headers
+from brokerq_kafka._wire import ID, IdSource, record_headers
 from brokerq_kafka.config import LIBRDKAFKA_LOGGER
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,12 @@ class Pusher(Producer):
         on_error: ErrorCallback | None = None,
         config: Mapping[str, Any] | None = None,
         with_id: bool = True,
+        tracing: bool | None = None,
     ) -> None:
         self.topic = topic
+        # Trace context goes into headers when an OpenTelemetry SDK is configured (or when asked);
+        # deciding once here keeps the per-push check off the hot path.
+        self._tracing = configured() if tracing is None else tracing
         # Without the id header, consumers use topic/partition/offset as Message.id (~2x faster).
         self._with_id = with_id
         self.sync = sync
@@ -138,14 +143,17 @@ class Pusher(Producer):
             self._push_sync(value, key, headers)
             return
         try:
-            if headers is None and not TRACING:
+            if headers is None and not self._tracing:
                 if self._with_id:
                     self._produce(self.topic, value, key, headers=[(ID, self._next_id())])
                 else:
                     self._produce(self.topic, value, key)
             else:
                 self._produce(
-                    self.topic, value, key, headers=record_headers(self._next_id(), headers)
+                    self.topic,
+                    value,
+                    key,
+                    headers=record_headers(self._next_id(), headers, self._tracing),
                 )
         except BufferError:
             self._push_when_room(value, key, headers, None)
@@ -162,7 +170,7 @@ class Pusher(Producer):
         """Hand one record to librdkafka or raise BufferError when its queue is full."""
         if self._closed:
             raise DeliveryError(f"kafka pusher for {self.topic!r} is closed")
-        hdrs = record_headers(self._next_id(), headers)
+        hdrs = record_headers(self._next_id(), headers, self._tracing)
         try:
             if on_delivery is None:
                 self._produce(self.topic, value, key, headers=hdrs)

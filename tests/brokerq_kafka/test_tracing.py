@@ -19,7 +19,7 @@ def test_trace_context_travels_through_kafka(make_conf: Any, kafka_bootstrap: st
     tracer = TracerProvider().get_tracer("test")
     with (
         tracer.start_as_current_span("produce") as span,
-        Pusher(kafka_bootstrap, conf.topic) as pusher,
+        Pusher(kafka_bootstrap, conf.topic, tracing=True) as pusher,
     ):
         pusher.push(b"traced", headers={"user": "1"})
     trace_id = f"{span.get_span_context().trace_id:032x}"
