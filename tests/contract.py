@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from brokerq.broker import Broker
+from brokerq.broker import Broker, Consumer
 from brokerq.errors import Drop, Retry
 from brokerq.message import Message
 from brokerq.retry import RetryPolicy
@@ -34,29 +34,38 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: flo
     return predicate()
 
 
+C = TypeVar("C", bound=Consumer)
+
+
 @contextmanager
-def running(broker: Broker, handler: Callable[..., Any], **options: Any) -> Iterator[Worker]:
-    """Run a Worker over a new Source of ``broker`` in a thread for the ``with`` body."""
-    options.setdefault("retry", FAST_RETRY)
-    options.setdefault("shutdown_timeout", 10.0)
-    worker = Worker(broker.source, **options)
+def consuming_in_thread(consumer: C, handler: Callable[..., Any]) -> Iterator[C]:
+    """Run ``consumer.consume(handler)`` in a thread for the ``with`` body, then stop it."""
     errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            worker.consume(handler)
+            consumer.consume(handler)
         except BaseException as e:  # surfaced below
             errors.append(e)
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     try:
-        yield worker
+        yield consumer
     finally:
-        worker.stop()
+        consumer.stop()
         thread.join(30)
-        assert not thread.is_alive(), "worker did not stop"
+        assert not thread.is_alive(), "consumer did not stop"
         assert not errors, errors
+
+
+@contextmanager
+def running(broker: Broker, handler: Callable[..., Any], **options: Any) -> Iterator[Worker]:
+    """Run a Worker over a new Source of ``broker`` in a thread for the ``with`` body."""
+    options.setdefault("retry", FAST_RETRY)
+    options.setdefault("shutdown_timeout", 10.0)
+    with consuming_in_thread(Worker(broker.source, **options), handler) as worker:
+        yield worker
 
 
 class Recorder:
