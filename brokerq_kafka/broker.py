@@ -6,13 +6,14 @@ import threading
 import uuid
 from typing import Any, ClassVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import BaseModel
 
 from brokerq.broker import Broker, DeadLetter
 from brokerq.errors import ConnectionFailed
 from brokerq.message import Message
 from brokerq_kafka import _wire
+from brokerq_kafka._dlqadmin import DeadLetterAdmin, make_ref
 from brokerq_kafka._errors import translate
 from brokerq_kafka.config import KqConf
 from brokerq_kafka.pusher import Pusher
@@ -28,6 +29,7 @@ class KafkaBroker(Broker):
     def __init__(self, config: KqConf) -> None:
         self.conf = config
         self._reader: Any = None
+        self._admin: DeadLetterAdmin | None = None
         self._lock = threading.Lock()
 
     def producer(self) -> Pusher:
@@ -51,7 +53,7 @@ class KafkaBroker(Broker):
             ) from e
 
     def stats(self) -> dict[str, int]:
-        """pending: messages not yet committed by the group; dead: records in the DLQ topic."""
+        """pending: messages not yet committed by the group; dead: dead letters still listed."""
         client = self._client()
         try:
             with self._lock:
@@ -68,58 +70,39 @@ class KafkaBroker(Broker):
                     low, high = client.get_watermark_offsets(tp, timeout=10)
                     start = tp.offset if tp.offset >= 0 else low
                     pending += max(0, high - start)
-                dead = 0
-                for p in self._partitions(self.conf.dead_letter_topic):
-                    low, high = client.get_watermark_offsets(
-                        TopicPartition(self.conf.dead_letter_topic, p), timeout=10
-                    )
-                    dead += max(0, high - low)
+                dead = self._dlq().open_count()
         except KafkaException as e:
             raise translate(e, f"kafka stats for {self.conf.topic!r}") from e
         return {"pending": pending, "dead": dead}
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """Read the dead-letter topic from the beginning (no group, no commits)."""
-        topic = self.conf.dead_letter_topic
-        out: list[DeadLetter] = []
-        try:
-            with self._lock:
-                client = self._client()
-                ends: dict[int, int] = {}
-                starts = []
-                for p in self._partitions(topic):
-                    low, high = client.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                    if high > low:
-                        ends[p] = high
-                        starts.append(TopicPartition(topic, p, OFFSET_BEGINNING))
-                if not ends:
-                    return []
-                client.assign(starts)
-                try:
-                    while ends and len(out) < limit:
-                        for record in client.consume(500, 1.0):
-                            if record.error() is not None:
-                                continue
-                            p = record.partition()
-                            if record.offset() + 1 >= ends.get(p, 0):
-                                ends.pop(p, None)
-                            if len(out) < limit:
-                                out.append(_dead_letter(record))
-                finally:
-                    client.unassign()
-        except KafkaException as e:
-            raise translate(e, f"kafka dead letters in {topic!r}") from e
-        return out
+        """The DLQ records after the ``<group>.dlq-admin`` group's commits (ref "partition/offset")."""
+        with self._lock:
+            return [_dead_letter(record) for record in self._dlq().records(limit)]
+
+    def retry_dead(self, refs: list[str] | None = None) -> int:
+        """Republish dead letters (all, or those refs) to the topic at attempt 1; how many."""
+        with self._lock:
+            return self._dlq().retry(refs)
+
+    def purge_dead(self) -> int:
+        """Skip every listed dead letter (the records stay in the topic until retention)."""
+        with self._lock:
+            return self._dlq().purge()
 
     def close(self) -> None:
         with self._lock:
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
+            if self._admin is not None:
+                self._admin.close()
+                self._admin = None
 
     # -- internals ---------------------------------------------------------------------------
     def _client(self) -> Any:
-        """A group-less consumer for metadata, watermarks and reading the DLQ (never commits)."""
+        """A consumer in the main group for metadata, watermarks and committed offsets (never
+        subscribes or commits)."""
         if self._reader is None:
             config = self.conf.common_config()
             config.update(self.conf.client_config)
@@ -137,6 +120,11 @@ class KafkaBroker(Broker):
             except (KafkaException, ValueError, TypeError) as e:
                 raise translate(e, f"kafka client config for {self.conf.topic!r}") from e
         return self._reader
+
+    def _dlq(self) -> DeadLetterAdmin:
+        if self._admin is None:
+            self._admin = DeadLetterAdmin(self.conf)
+        return self._admin
 
     def _partitions(self, topic: str) -> list[int]:
         md = self._client().list_topics(topic=topic, timeout=10).topics.get(topic)
@@ -164,5 +152,5 @@ def _dead_letter(record: Any) -> DeadLetter:
         message=message,
         error=meta.get(_wire.ERROR, ""),
         failed_at=float(failed_at) if failed_at else None,
-        ref=f"{record.topic()}/{record.partition()}/{record.offset()}",
+        ref=make_ref(record.partition(), record.offset()),
     )
