@@ -270,13 +270,11 @@ def drain_tube(tube: str, endpoints: list[str] = BEANSTALKS) -> int:
 
 # ====================================================================== child measures
 # Each runs in a fresh interpreter (``compare.py --child JSON``) and returns a dict.
-def bench_module(name: str) -> Any | None:
-    """bench/<name>.py (written by the package's developer) loaded as a module, if present."""
+def bench_module(name: str) -> Any:
+    """bench/<name>.py loaded as a module: the per-backend measures are written once, there."""
     import importlib.util
 
     path = HERE / f"{name}.py"
-    if not path.exists():
-        return None
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
@@ -287,155 +285,43 @@ def bench_module(name: str) -> Any | None:
 
 def child_kq_push_brokerq(n: int, size: int, topic: str, acks: str) -> dict[str, Any]:
     bk = bench_module("kafka")
-    if bk is not None and hasattr(bk, "pusher_produce"):
-        bk.VALUE = payload(size)  # bench/kafka.py pushes its module-level VALUE
-        rate = bk.pusher_produce(KAFKA, topic, n, acks)
-        return {
-            "count": n,
-            "elapsed_s": n / rate,
-            "acks": acks,
-            "size": size,
-            "via": "bench/kafka.py",
-        }
-    from brokerq_kafka import Pusher
-
-    value = payload(size)
-    p = Pusher([KAFKA], topic, acks=acks)
-    push = p.push
-    start = time.perf_counter()
-    for _ in range(n):
-        push(value)
-    p.flush()
-    el = time.perf_counter() - start
-    p.close()
-    return {"count": n, "elapsed_s": el, "acks": acks, "size": size}
+    bk.VALUE = payload(size)  # bench/kafka.py pushes its module-level VALUE
+    rate = bk.pusher_produce(KAFKA, topic, n, acks)
+    return {"count": n, "elapsed_s": n / rate, "acks": acks, "size": size, "via": "bench/kafka.py"}
 
 
 def child_kq_push_raw(n: int, size: int, topic: str, acks: str) -> dict[str, Any]:
     bk = bench_module("kafka")
-    if bk is not None and hasattr(bk, "raw_produce"):
-        bk.VALUE = payload(size)
-        rate = bk.raw_produce(KAFKA, topic, n, acks)
-        return {
-            "count": n,
-            "elapsed_s": n / rate,
-            "acks": acks,
-            "size": size,
-            "via": "bench/kafka.py",
-        }
-    from confluent_kafka import Producer
-
-    durable = acks in ("all", "-1")
-    p = Producer(
-        {
-            "bootstrap.servers": KAFKA,
-            "acks": acks,
-            "enable.idempotence": durable,
-            "compression.type": "lz4",
-        }
-    )
-    value = payload(size)
-    produce, poll = p.produce, p.poll
-    start = time.perf_counter()
-    for _ in range(n):
-        while True:
-            try:
-                produce(topic, value)
-                break
-            except BufferError:
-                poll(0.01)
-    left = p.flush(60)
-    el = time.perf_counter() - start
-    return {"count": n, "elapsed_s": el, "unflushed": left, "acks": acks, "size": size}
+    bk.VALUE = payload(size)
+    rate = bk.raw_produce(KAFKA, topic, n, acks)
+    return {"count": n, "elapsed_s": n / rate, "acks": acks, "size": size, "via": "bench/kafka.py"}
 
 
 def child_kq_consume_brokerq(n: int, topic: str, group: str) -> dict[str, Any]:
-    bk = bench_module("kafka")
-    if bk is not None and hasattr(bk, "queue_consume"):
-        rate = bk.queue_consume(KAFKA, topic, n)  # first handled -> N-th, 8 processors
-        return {"count": n, "elapsed_s": n / rate, "processors": 8, "via": "bench/kafka.py"}
-    import brokerq_kafka as bk2
-
-    c = FirstToNth(n)
-    conf = bk2.KqConf(brokers=[KAFKA], topic=topic, group=group, offset="first", processors=8)
-
-    def handler(msg: Any) -> None:
-        c.hit()
-
-    q = bk2.Queue(conf, handler)
-    t = threading.Thread(target=q.start, daemon=True)
-    start = time.perf_counter()
-    t.start()
-    el = c.result(180)
-    total = c.last - start
-    with contextlib.suppress(Exception):
-        q.stop()
-    t.join(15)
-    return {"count": n, "elapsed_s": el, "total_s": total, "processors": 8}
+    rate = bench_module("kafka").queue_consume(KAFKA, topic, n)  # first handled -> N-th
+    return {"count": n, "elapsed_s": n / rate, "processors": 8, "via": "bench/kafka.py"}
 
 
 def child_kq_consume_raw(n: int, topic: str, group: str) -> dict[str, Any]:
-    bk = bench_module("kafka")
-    if bk is not None and hasattr(bk, "raw_consume"):
-        rate = bk.raw_consume(KAFKA, topic, n)  # consume(500) loop + store_offsets
-        return {"count": n, "elapsed_s": n / rate, "via": "bench/kafka.py"}
-    from confluent_kafka import Consumer
-
-    c = Consumer(
-        {
-            "bootstrap.servers": KAFKA,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": True,
-        }
-    )
-    c.subscribe([topic])
-    start = time.perf_counter()
-    seen, first = 0, 0.0
-    deadline = start + 180
-    while seen < n and time.perf_counter() < deadline:
-        msgs = c.consume(1000, 1.0)
-        for m in msgs:
-            if m.error():
-                continue
-            if seen == 0:
-                first = time.perf_counter()
-            seen += 1
-    last = time.perf_counter()
-    c.close()
-    if seen < n:
-        raise RuntimeError(f"raw consume: {seen} of {n}")
-    return {"count": n, "elapsed_s": last - first, "total_s": last - start}
-
-
-def _bb(name: str) -> Any:
-    """``brokerq_beanstalk.<name>``, from the package or, while it is being written, its module."""
-    import importlib
-
-    pkg = importlib.import_module("brokerq_beanstalk")
-    if hasattr(pkg, name):
-        return getattr(pkg, name)
-    for mod in ("config", "producer", "consumer"):
-        with contextlib.suppress(ImportError):
-            m = importlib.import_module(f"brokerq_beanstalk.{mod}")
-            if hasattr(m, name):
-                return getattr(m, name)
-    raise ImportError(f"brokerq_beanstalk has no {name} yet")
+    rate = bench_module("kafka").raw_consume(KAFKA, topic, n)  # consume loop + store_offsets
+    return {"count": n, "elapsed_s": n / rate, "via": "bench/kafka.py"}
 
 
 def _beanstalk_nodes(tube: str) -> list[Any]:
-    Beanstalk = _bb("Beanstalk")
+    from brokerq_beanstalk import Beanstalk
 
     return [Beanstalk(endpoint=e, tube=tube) for e in BEANSTALKS]
 
 
 def _dq_producer(tube: str) -> Any:
-    Producer = _bb("Producer")
+    from brokerq_beanstalk import Producer
+
     return Producer(_beanstalk_nodes(tube), replicas=3, min_written=2)
 
 
 def _dq_consumer(tube: str) -> Any:
-    Consumer, DqConf, RedisConf = _bb("Consumer"), _bb("DqConf"), _bb("RedisConf")
+    from brokerq_beanstalk import Consumer, DqConf, RedisConf
+
     redis_conf = RedisConf(url=f"redis://{REDIS}/0", prefix=REDIS_PREFIX)
     conf = DqConf(beanstalks=_beanstalk_nodes(tube), redis=redis_conf)
     return Consumer(conf)
