@@ -17,15 +17,14 @@ from typing import Any, ClassVar
 
 import greenstalk
 
-from brokerq.broker import Broker, DeadLetter, Source
-from brokerq.broker import Producer as PushProducer
+from brokerq.broker import Broker, Capabilities, DeadLetter
 from brokerq.errors import ConnectionFailed, DecodeError
 from brokerq.message import Message
 from brokerq_beanstalk import codec
 from brokerq_beanstalk.config import Beanstalk, DqConf, split_endpoint
-from brokerq_beanstalk.consumer import make_source
 from brokerq_beanstalk.guard import Guard
-from brokerq_beanstalk.producer import Producer, PushAdapter
+from brokerq_beanstalk.producer import Producer
+from brokerq_beanstalk.source import BeanstalkSource
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +35,12 @@ class BeanstalkBroker(Broker):
     name: ClassVar[str] = "beanstalk"
     section: ClassVar[str] = "dq"
     config_model: ClassVar[type[DqConf]] = DqConf
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        delay=True,
+        priority=True,
+        counts_redeliveries=True,  # claims are counted in Redis (brokerq_beanstalk.guard)
+        dead_letters=True,
+    )
 
     def __init__(self, config: DqConf) -> None:
         self.conf = config
@@ -54,14 +59,25 @@ class BeanstalkBroker(Broker):
         return self._guard
 
     # -- producers / sources ----------------------------------------------------------------
-    def producer(self) -> PushProducer:
-        return PushAdapter(self.delay_producer())
+    def producer(self) -> Producer:
+        """The dq producer (push, delay, at, revoke), running this broker's push hooks."""
+        return Producer.from_conf(self.conf, guard=self._new_guard(), middleware=self.middleware)
 
     def delay_producer(self) -> Producer:
-        return Producer.from_conf(self.conf, guard=self._new_guard())
+        return self.producer()
 
-    def source(self, prefetch: int | None = None) -> Source:
-        return make_source(self.conf)
+    def source(self, prefetch: int | None = None) -> BeanstalkSource:
+        """A new source (its own connections and Redis client). ``prefetch``: jobs it may
+        hold beyond those running (the Worker's; default 8)."""
+        c = self.conf
+        return BeanstalkSource(
+            c.beanstalks,
+            self._new_guard(),
+            ttr=c.ttr,
+            priority=c.priority,
+            claim_ttl=c.claim_ttl,
+            prefetch=8 if prefetch is None else prefetch,
+        )
 
     def worker_options(self) -> dict[str, Any]:
         """Deprecated ``dq.concurrency`` / ``dq.retry``, when written in the section."""
@@ -99,41 +115,87 @@ class BeanstalkBroker(Broker):
         return next((b for b in self.conf.beanstalks if b.endpoint == endpoint), None)
 
     def check(self) -> None:
-        """Raise ConnectionFailed naming every unreachable node and Redis."""
-        down: list[str] = []
+        """Raise ConnectionFailed when Redis is down or fewer than ``min_written`` nodes
+        answer (the broker could take no job), naming every unreachable one; with fewer
+        nodes down it logs a warning naming them (consumers run on the others and
+        reconnect in the background)."""
+        down = [f"{ep}: {state}" for ep, state in self.node_states().items() if state != "up"]
+        up = len(self.conf.beanstalks) - len(down)
+        try:
+            self.guard.ping()
+        except ConnectionFailed as e:
+            raise ConnectionFailed("; ".join([*down, str(e)])) from e
+        needed = min(self.conf.min_written, self.conf.replicas, len(self.conf.beanstalks))
+        if up < needed:
+            raise ConnectionFailed(
+                f"{up} of {len(self.conf.beanstalks)} beanstalkd node(s) answer, "
+                f"{needed} needed (min_written): " + "; ".join(down)
+            )
+        if down:
+            logger.warning(
+                "%d of %d beanstalkd node(s) unreachable: %s",
+                len(down),
+                len(self.conf.beanstalks),
+                "; ".join(down),
+            )
+
+    def node_states(self) -> dict[str, str]:
+        """Each node's endpoint → ``up``, or why it cannot be reached."""
+        out: dict[str, str] = {}
         for node in self.conf.beanstalks:
             try:
                 with self._client(node) as c:
                     c.stats()
+                out[node.endpoint] = "up"
             except ConnectionFailed as e:
-                down.append(str(e))
-        try:
-            self.guard.ping()
-        except ConnectionFailed as e:
-            down.append(str(e))
-        if down:
-            raise ConnectionFailed("; ".join(down))
+                out[node.endpoint] = str(e).removeprefix(f"beanstalkd {node.endpoint}: ")
+        return out
 
     def stats(self) -> dict[str, int]:
-        """Copies per state summed over reachable nodes (each job counts once per replica)."""
+        """Jobs per state, each job once, then per-node lines.
+
+        A job has a copy on each of ``replicas`` nodes: with one copy per node (replicas
+        = nodes) a state's count is the largest over the nodes that answer; with fewer
+        replicas than nodes it is the sum divided by ``replicas`` (an estimate). ``dead``
+        counts buried copies (a dead job keeps exactly one). Per node:
+        ``node <endpoint> copies`` (its copies in the tube), or ``node <endpoint>
+        unreachable`` = 1 for a node that does not answer.
+        """
         keys = {
             "pending": "current-jobs-ready",
             "delayed": "current-jobs-delayed",
             "in_flight": "current-jobs-reserved",
             "dead": "current-jobs-buried",
         }
-        out = dict.fromkeys(keys, 0)
+        per_node: dict[str, dict[str, int] | None] = {}
         for node in self.conf.beanstalks:
             try:
                 with self._client(node) as c:
                     st = c.stats_tube(node.tube)
-            except greenstalk.NotFoundError:
-                continue
+                per_node[node.endpoint] = {k: int(str(st.get(v, 0))) for k, v in keys.items()}
+            except greenstalk.NotFoundError:  # the tube does not exist (yet) on this node
+                per_node[node.endpoint] = dict.fromkeys(keys, 0)
             except ConnectionFailed as e:
                 logger.warning("stats: %s", e)
-                continue
-            for ours, theirs in keys.items():
-                out[ours] += int(str(st.get(theirs, 0)))
+                per_node[node.endpoint] = None
+        counts = [n for n in per_node.values() if n is not None]
+        replicas = min(self.conf.replicas, len(self.conf.beanstalks))
+        one_each = replicas >= len(self.conf.beanstalks)
+        out: dict[str, int] = {}
+        for k in keys:
+            values = [n[k] for n in counts]
+            if k == "dead":
+                out[k] = sum(values)
+            elif one_each:
+                out[k] = max(values, default=0)
+            else:
+                out[k] = -(-sum(values) // replicas)
+        out["nodes_up"] = len(counts)
+        for endpoint, n in per_node.items():
+            if n is None:
+                out[f"node {endpoint} unreachable"] = 1
+            else:
+                out[f"node {endpoint} copies"] = sum(n.values())
         return out
 
     def _peek(self, ref: str) -> bytes | None:
@@ -172,6 +234,7 @@ class BeanstalkBroker(Broker):
                 rec["error"],
                 rec["failed_at"],
                 rec["ref"],
+                rec.get("traceback") or "",
             )
         known = {d.ref for d in out.values()}
         for node in self.conf.beanstalks:

@@ -3,19 +3,23 @@
 All keys of one job share the hash tag ``{<id>}`` and every command touches the keys of one
 job only, so the guard works on Redis Cluster and on proxies: pipelines of single-key
 commands, and small Lua scripts sent with EVAL whose keys are passed explicitly and belong to
-one job (claim + read done/retry; done mark + drop own claim; compare-and-renew and
-compare-and-delete of a claim). Hot paths take many jobs per round trip (``acquire_many``,
-``mark_done_many``, and ``mark_done_shared`` which groups concurrent callers)::
+one job. Hot paths take many jobs per round trip (``acquire_many``, ``mark_done_many``, and
+``mark_done_shared`` which groups concurrent callers)::
 
     <prefix>{<id>}:claim   owner token           SET NX PX claim_ttl, renewed while running
+    <prefix>{<id>}:claims  claims taken          INCR with each claim, DECR when given back
     <prefix>{<id>}:done    done|dead|revoked     SET PX done_ttl: copies seen later are deleted
     <prefix>{<id>}:retry   "<attempt> <due>"     the next attempt and when it may start
+    <prefix>{<id>}:copies  "<due> <ep/jid>,..."  where the producer wrote the job (revoke)
     <prefix>{<id>}:dead    JSON error record     PX dead_ttl
     <prefix>dead           list of dead records  the dead-letter index (LPUSH / LRANGE)
 
 Attempts live in Redis, not in job bodies: beanstalkd cannot rewrite a body and the other
-replicas still carry the original one; whichever copy runs next reads the attempt here.
-Redis errors surface as ConnectionFailed.
+replicas still carry the original one; whichever copy runs next reads the attempt here. The
+attempt a claim hands out is the larger of the recorded retry and the number of claims
+taken and not given back: a worker killed by its handler never records anything, so its
+job comes back with one attempt more each time (the Worker dead-letters it past
+``max_attempts`` as WorkerCrashed). Redis errors surface as ConnectionFailed.
 """
 
 from __future__ import annotations
@@ -42,10 +46,32 @@ _RELEASE = (
 )
 
 
-# KEYS: claim, done, retry (one hash tag); ARGV: token, claim ms → {claimed, done, retry}
+# KEYS: claim, done, retry, claims (one hash tag); ARGV: token, claim ms, done ms
+# → {claimed, done, retry, claims taken}
 _ACQUIRE = (
     "local c = redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) "
-    "return {c and 1 or 0, redis.call('get', KEYS[2]), redis.call('get', KEYS[3])}"
+    "local n = 0 "
+    "if c then n = redis.call('incr', KEYS[4]) redis.call('pexpire', KEYS[4], ARGV[3]) end "
+    "return {c and 1 or 0, redis.call('get', KEYS[2]), redis.call('get', KEYS[3]), n}"
+)
+# KEYS: claim, claims; ARGV: token → drop our claim and take back its count (not processed)
+_GIVE_BACK = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) "
+    "if tonumber(redis.call('get', KEYS[2]) or '0') > 0 then redis.call('decr', KEYS[2]) end "
+    "return 1 end return 0"
+)
+# KEYS: copies, done; ARGV: revoked-mark ms beyond the due time, explicit copies (1/0)
+# → {revoked now, copies record}; the mark lives until the job's due time + ARGV[1]
+_REVOKE = (
+    "local copies = redis.call('get', KEYS[1]) "
+    "if redis.call('exists', KEYS[2]) == 1 then return {0, copies} end "
+    "if not copies and ARGV[2] == '0' then return {0, false} end "
+    "local ms = tonumber(ARGV[1]) "
+    "if copies then local due = tonumber(string.match(copies, '^(%S+)')) "
+    "local t = redis.call('time') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+    "if due and due * 1000 > now then ms = ms + math.ceil(due * 1000 - now) end end "
+    "redis.call('set', KEYS[2], 'revoked', 'PX', ms) "
+    "return {1, copies}"
 )
 # KEYS: done, claim; ARGV: status, done ms, token → set the done mark, drop the claim if ours
 _DONE = (
@@ -85,7 +111,8 @@ class _Waiter:
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """What ``acquire`` learnt in one round trip."""
+    """What ``acquire`` learnt in one round trip. ``attempt``: the attempt this claim runs
+    (recorded retries and claims taken, whichever is larger)."""
 
     claimed: bool
     done: str | None
@@ -180,17 +207,29 @@ class Guard:
         The reads run after the SET on the same server (same hash slot), so a claim won after
         another owner's ``retry`` also sees the attempt that owner recorded.
         """
-        key, ms = self.key, self.claim_ms
+        key, ms, done_ms = self.key, self.claim_ms, self.done_ms
         cmds = [
-            ("EVAL", _ACQUIRE, 3, key(i, "claim"), key(i, "done"), key(i, "retry"), token, ms)
+            (
+                "EVAL",
+                _ACQUIRE,
+                4,
+                key(i, "claim"),
+                key(i, "done"),
+                key(i, "retry"),
+                key(i, "claims"),
+                token,
+                ms,
+                done_ms,
+            )
             for i, token in jobs
         ]
         out: list[Claimed] = []
-        for got, done, retry in self._batch("claim", cmds):
+        for got, done, retry, taken in self._batch("claim", cmds):
             attempt, due = 1, None
             if retry:
                 a, _, d = retry.decode().partition(" ")
                 attempt, due = int(a), float(d)
+            attempt = max(attempt, int(taken))
             out.append(Claimed(bool(got), done.decode() if done else None, attempt, due))
         return out
 
@@ -203,10 +242,11 @@ class Guard:
             pipe.eval(_RENEW, 1, self.key(job_id, "claim"), token, self.claim_ms)
         return [bool(r) for r in self._run("renew", pipe)]
 
-    def release(self, job_id: str, token: str) -> None:
-        """Give up a claim (only if still ours)."""
+    def give_back(self, job_id: str, token: str) -> None:
+        """Give up a claim (only if still ours) on a job that was not processed: its claim
+        no longer counts as an attempt."""
         pipe = self.client.pipeline(transaction=False)
-        self._unclaim(pipe, job_id, token)
+        pipe.eval(_GIVE_BACK, 2, self.key(job_id, "claim"), self.key(job_id, "claims"), token)
         self._run("release", pipe)
 
     def is_done(self, job_id: str) -> bool:
@@ -266,11 +306,36 @@ class Guard:
         if me.error is not None:
             raise me.error
 
-    def revoke(self, job_id: str) -> bool:
-        """Mark a job revoked unless it is already done; True when this call marked it."""
+    def record_copies(self, job_id: str, due: float, copies: list[str]) -> None:
+        """Remember where a job was written (``endpoint/job id``) until its due time has
+        passed by ``done_ttl``, so that any process can revoke it."""
+        ms = self.done_ms + max(0, int((due - time.time()) * 1000))
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.key(job_id, "done"), "revoked", nx=True, px=self.done_ms)
-        return bool(self._run("revoke", pipe)[0])
+        pipe.set(self.key(job_id, "copies"), f"{due!r} {','.join(copies)}", px=ms)
+        self._run("copies", pipe)
+
+    def revoke(self, job_id: str, known: bool = False) -> tuple[bool, list[str]]:
+        """Mark a job revoked unless it already ran, was dead-lettered or revoked.
+
+        ``known``: the caller knows the job exists (it holds its copies); otherwise only a
+        job whose copies are recorded here is marked. Returns (marked now, the recorded
+        copies). The mark lives ``done_ttl`` beyond the job's due time.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        pipe.eval(
+            _REVOKE,
+            2,
+            self.key(job_id, "copies"),
+            self.key(job_id, "done"),
+            self.done_ms,
+            "1" if known else "0",
+        )
+        marked, record = self._run("revoke", pipe)[0]
+        copies: list[str] = []
+        if record:
+            _, _, listed = record.decode().partition(" ")
+            copies = [c for c in listed.split(",") if c]
+        return bool(marked), copies
 
     def schedule_retry(self, job_id: str, token: str, attempt: int, due: float) -> None:
         """Record the next attempt and its time, then release the claim (in that order)."""
@@ -280,10 +345,29 @@ class Guard:
         self._run("retry", pipe)
 
     # -- dead letters -----------------------------------------------------------------------
-    def record_dead(self, job_id: str, token: str, error: str, ref: str, attempt: int = 1) -> None:
-        """Mark dead (other copies are then deleted), keep the error and index the buried copy."""
+    def record_dead(
+        self,
+        job_id: str,
+        token: str,
+        error: str,
+        ref: str,
+        attempt: int = 1,
+        *,
+        error_type: str = "",
+        traceback: str = "",
+    ) -> None:
+        """Mark dead (other copies are then deleted), keep the error (with its type and
+        traceback) and index the buried copy."""
         record = json.dumps(
-            {"id": job_id, "error": error, "failed_at": time.time(), "ref": ref, "attempt": attempt}
+            {
+                "id": job_id,
+                "error": error,
+                "type": error_type,
+                "traceback": traceback,
+                "failed_at": time.time(),
+                "ref": ref,
+                "attempt": attempt,
+            }
         )
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self.key(job_id, "done"), "dead", px=self.done_ms)
@@ -307,6 +391,7 @@ class Guard:
         if rerun:
             pipe.delete(self.key(job_id, "done"))
             pipe.delete(self.key(job_id, "retry"))
+            pipe.delete(self.key(job_id, "claims"))
         self._run("dead letters", pipe)
 
     def ping(self) -> None:
