@@ -85,6 +85,7 @@ class BeanstalkSource(Source):
         self._nodes = [Node(self, b, ttr, priority) for b in beanstalks]
         self._lock = threading.Lock()
         self._takers = 0  # threads waiting in receive
+        self._claiming = 0  # jobs registered by node threads, not yet in the dispatcher
         self._want_room = False
         self._stopping = threading.Event()
         self._redis_pause_until = 0.0
@@ -223,6 +224,7 @@ class BeanstalkSource(Source):
         if self._stopping.is_set() or time.monotonic() < self._redis_pause_until:
             return 0
         ready, delayed = self._ready.counts()
+        ready += self._claiming
         room = min(self.prefetch - ready, self._takers - ready)
         if room <= 0 or delayed >= self.max_held:
             self._want_room = True  # the next thread that waits in receive wakes the nodes
@@ -267,6 +269,15 @@ class BeanstalkSource(Source):
             ask.append((job_id, msg, token))
         if not ask:
             return
+        with self._lock:
+            self._claiming += len(ask)
+        try:
+            self._claim(node, ask)
+        finally:
+            with self._lock:
+                self._claiming -= len(ask)
+
+    def _claim(self, node: Node, ask: list[tuple[int, Message, str]]) -> None:
         try:
             got = self.guard.acquire_many([(msg.id, token) for _, msg, token in ask])
         except ConnectionFailed as e:
@@ -314,6 +325,14 @@ class BeanstalkSource(Source):
             held,
         )
         delivery = Delivery(msg, handle)
+        logger.debug(
+            "job %s claimed from %s: attempt %d, priority %d, due in %.3fs",
+            msg.id,
+            node.endpoint,
+            msg.attempt,
+            handle.priority,
+            (due or now) - now,
+        )
         self._claims.add(token, delivery)
         self._ready.put(delivery, due if held else None)
 
@@ -337,9 +356,12 @@ class BeanstalkSource(Source):
 
     def _give_back_idle(self) -> None:
         """Give back due jobs that no thread of this process took within GIVE_BACK_AFTER."""
-        if self._takers or self._stopping.is_set() or not self._ready.counts()[0]:
+        if self._takers or self._stopping.is_set():
             return
         limit = time.time() - GIVE_BACK_AFTER
+        next_due = self._ready.next_due()  # due items are promoted only when a thread asks
+        if not self._ready.counts()[0] and (next_due is None or next_due > limit):
+            return
         for d in self._ready.remove(lambda d: d.handle.ready_at <= limit):
             logger.debug("job %s: no thread free to start it, given back", d.message.id)
             self.release(d)
