@@ -117,7 +117,7 @@ def test_handler_that_kills_its_worker_is_dead_after_max_attempts(
             stdout=subprocess.DEVNULL,
         )
         try:
-            wait_for(lambda: proc.poll() is not None or bool(broker.dead_letters()), timeout=30)
+            wait_for(lambda p=proc: p.poll() is not None or bool(broker.dead_letters()), timeout=30)
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
