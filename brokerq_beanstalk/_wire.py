@@ -73,7 +73,7 @@ class NodeConn:
         if conn is None:
             raise ConnectionFailed(f"beanstalkd {self.endpoint}: connection closed")
         try:
-            parts = conn.line()
+            parts = conn.line("put")
         except ConnectionFailed:
             self._mark_down()
             raise

@@ -26,7 +26,7 @@ class Beanstalk(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     endpoint: str = Field(description="host:port of the beanstalkd node")
-    tube: str = Field(min_length=1, max_length=200, description="tube name")
+    tube: str = Field(description="tube name (beanstalkd's naming rule, see protocol.TUBE_RULE)")
 
     @field_validator("endpoint")
     @classmethod

@@ -109,8 +109,9 @@ class Conn:
         except OSError as e:
             raise self._fail(e) from e
 
-    def line(self) -> list[bytes]:
-        """The next answer line, split on spaces; a DESYNC answer closes the connection."""
+    def line(self, what: str = "") -> list[bytes]:
+        """The next answer line, split on spaces; a DESYNC answer closes the connection.
+        ``what``: the command answered, named in errors."""
         if self._reader is None:
             raise ConnectionFailed(f"beanstalkd {self.endpoint}: connection closed")
         try:
@@ -122,8 +123,9 @@ class Conn:
         parts = raw[:-2].split()
         if not parts or parts[0] in DESYNC:
             self.close()
+            answer = raw[:-2].decode(errors="replace") or "empty answer"
             raise ProtocolError(
-                f"beanstalkd {self.endpoint}: {raw[:-2].decode(errors='replace') or 'empty'} "
+                f"beanstalkd {self.endpoint}: {what + ': ' if what else ''}{answer} "
                 "(connection closed: out of step)"
             )
         return parts
@@ -148,7 +150,7 @@ class Conn:
     def command(self, data: bytes, ok: bytes, name: str) -> list[bytes]:
         """Send one command and read its answer; anything but ``ok`` closes the connection."""
         self.send(data)
-        parts = self.line()
+        parts = self.line(name)
         if parts[0] != ok:
             raise self.unexpected(name, parts)
         return parts[1:]
