@@ -1,27 +1,21 @@
 """``BeanstalkBroker``: the dq backend behind the ``beanstalk`` entry point.
 
-Admin operations (check, stats, dead letters) open short-lived connections of their own.
-Dead letters are found through the Redis index the consumers write when they bury a job
-(beanstalkd can only peek the *first* buried job of a tube), plus that first buried job of
-each node when it is not indexed (e.g. a body that could not be decoded).
+One face per role: ``producer()`` / ``delay_producer()`` return the dq ``Producer`` (with
+this broker's push hooks), ``source(prefetch=)`` a ``BeanstalkSource`` for one consumer.
+Admin operations (check, stats in brokerq_beanstalk.admin, dead letters in
+brokerq_beanstalk.deadletters) open short-lived connections of their own.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, ClassVar
 
-import greenstalk
-
 from brokerq.broker import Broker, Capabilities, DeadLetter
-from brokerq.errors import ConnectionFailed, DecodeError
-from brokerq.message import Message
-from brokerq_beanstalk import codec
-from brokerq_beanstalk.config import Beanstalk, DqConf, split_endpoint
+from brokerq.errors import ConnectionFailed
+from brokerq_beanstalk.admin import node_states, tube_stats
+from brokerq_beanstalk.config import DqConf
+from brokerq_beanstalk.deadletters import DeadLetters
 from brokerq_beanstalk.guard import Guard
 from brokerq_beanstalk.producer import Producer
 from brokerq_beanstalk.source import BeanstalkSource
@@ -95,25 +89,6 @@ class BeanstalkBroker(Broker):
             self._guard = None
 
     # -- admin ------------------------------------------------------------------------------
-    @contextmanager
-    def _client(self, node: Beanstalk) -> Iterator[greenstalk.Client[bytes]]:
-        try:
-            sock = socket.create_connection(split_endpoint(node.endpoint), timeout=3.0)
-            client: greenstalk.Client[bytes] = greenstalk.Client(
-                sock, encoding=None, use=node.tube, watch=node.tube
-            )
-        except (OSError, greenstalk.Error) as e:
-            raise ConnectionFailed(f"beanstalkd {node.endpoint}: {e}") from e
-        try:
-            yield client
-        except (OSError, greenstalk.UnknownResponseError) as e:
-            raise ConnectionFailed(f"beanstalkd {node.endpoint}: {e}") from e
-        finally:
-            client.close()
-
-    def _node(self, endpoint: str) -> Beanstalk | None:
-        return next((b for b in self.conf.beanstalks if b.endpoint == endpoint), None)
-
     def check(self) -> None:
         """Raise ConnectionFailed when Redis is down or fewer than ``min_written`` nodes
         answer (the broker could take no job), naming every unreachable one; with fewer
@@ -141,15 +116,7 @@ class BeanstalkBroker(Broker):
 
     def node_states(self) -> dict[str, str]:
         """Each node's endpoint → ``up``, or why it cannot be reached."""
-        out: dict[str, str] = {}
-        for node in self.conf.beanstalks:
-            try:
-                with self._client(node) as c:
-                    c.stats()
-                out[node.endpoint] = "up"
-            except ConnectionFailed as e:
-                out[node.endpoint] = str(e).removeprefix(f"beanstalkd {node.endpoint}: ")
-        return out
+        return node_states(self.conf)
 
     def stats(self) -> dict[str, int]:
         """Jobs per state, each job once, then per-node lines.
@@ -157,165 +124,25 @@ class BeanstalkBroker(Broker):
         A job has a copy on each of ``replicas`` nodes: with one copy per node (replicas
         = nodes) a state's count is the largest over the nodes that answer; with fewer
         replicas than nodes it is the sum divided by ``replicas`` (an estimate). ``dead``
-        counts buried copies (a dead job keeps exactly one). Per node:
+        counts buried copies (a dead job keeps exactly one). ``nodes_up``, then per node
         ``node <endpoint> copies`` (its copies in the tube), or ``node <endpoint>
         unreachable`` = 1 for a node that does not answer.
         """
-        keys = {
-            "pending": "current-jobs-ready",
-            "delayed": "current-jobs-delayed",
-            "in_flight": "current-jobs-reserved",
-            "dead": "current-jobs-buried",
-        }
-        per_node: dict[str, dict[str, int] | None] = {}
-        for node in self.conf.beanstalks:
-            try:
-                with self._client(node) as c:
-                    st = c.stats_tube(node.tube)
-                per_node[node.endpoint] = {k: int(str(st.get(v, 0))) for k, v in keys.items()}
-            except greenstalk.NotFoundError:  # the tube does not exist (yet) on this node
-                per_node[node.endpoint] = dict.fromkeys(keys, 0)
-            except ConnectionFailed as e:
-                logger.warning("stats: %s", e)
-                per_node[node.endpoint] = None
-        counts = [n for n in per_node.values() if n is not None]
-        replicas = min(self.conf.replicas, len(self.conf.beanstalks))
-        one_each = replicas >= len(self.conf.beanstalks)
-        out: dict[str, int] = {}
-        for k in keys:
-            values = [n[k] for n in counts]
-            if k == "dead":
-                out[k] = sum(values)
-            elif one_each:
-                out[k] = max(values, default=0)
-            else:
-                out[k] = -(-sum(values) // replicas)
-        out["nodes_up"] = len(counts)
-        for endpoint, n in per_node.items():
-            if n is None:
-                out[f"node {endpoint} unreachable"] = 1
-            else:
-                out[f"node {endpoint} copies"] = sum(n.values())
-        return out
+        return tube_stats(self.conf)
 
-    def _peek(self, ref: str) -> bytes | None:
-        endpoint, _, jid = ref.rpartition("/")
-        node = self._node(endpoint)
-        if node is None or not jid.isdigit():
-            return None
-        try:
-            with self._client(node) as c:
-                if c.stats_job(int(jid)).get("state") != "buried":
-                    return None
-                return c.peek(int(jid)).body
-        except (greenstalk.NotFoundError, ConnectionFailed):
-            return None
+    @property
+    def _dead(self) -> DeadLetters:
+        return DeadLetters(self.conf, self.guard)
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
-        if refs is not None:
-            wanted = set(refs)
-            found = [
-                d for d in self.dead_letters(10_000) if d.ref in wanted or d.message.id in wanted
-            ]
-            return found[:limit]
-        out: dict[str, DeadLetter] = {}
-        for rec in self.guard.dead_records():
-            if len(out) >= limit or rec["id"] in out:
-                continue
-            body = self._peek(rec["ref"])
-            if body is None:
-                continue
-            try:
-                msg = codec.decode(body)
-            except DecodeError:
-                msg = Message(value=body, id=rec["id"])
-            out[rec["id"]] = DeadLetter(
-                replace(msg, attempt=int(rec.get("attempt", 1))),
-                rec["error"],
-                rec["failed_at"],
-                rec["ref"],
-                rec.get("traceback") or "",
-            )
-        known = {d.ref for d in out.values()}
-        for node in self.conf.beanstalks:
-            if len(out) >= limit:
-                break
-            try:
-                with self._client(node) as c:
-                    job = c.peek_buried()
-            except (greenstalk.NotFoundError, ConnectionFailed):
-                continue
-            ref = f"{node.endpoint}/{job.id}"
-            if ref in known:
-                continue
-            try:
-                msg = codec.decode(job.body)
-                error = "buried"
-            except DecodeError as e:
-                msg, error = Message(value=job.body, id=codec.goqueue_id(job.body)), str(e)
-            out.setdefault(msg.id, DeadLetter(msg, error, None, ref))
-        return list(out.values())
+        """Up to ``limit`` dead letters (``ref`` = ``endpoint/job id``); only those whose ref
+        or job id is in ``refs`` when given."""
+        return self._dead.letters(limit, refs)
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
-        """Kick buried jobs back to ready, with their attempts and done mark cleared."""
-        records = {r["ref"]: r for r in self.guard.dead_records()}
-        targets = refs if refs is not None else [d.ref for d in self.dead_letters(10_000)]
-        count = 0
-        for ref in targets:
-            rec = records.get(ref)
-            if rec is not None:
-                self.guard.forget_dead(rec, rerun=True)
-            endpoint, _, jid = ref.rpartition("/")
-            node = self._node(endpoint)
-            if node is None or not jid.isdigit():
-                continue
-            try:
-                with self._client(node) as c:
-                    c.kick_job(int(jid))
-                count += 1
-            except greenstalk.NotFoundError:
-                logger.warning("retry_dead: %s is no longer buried", ref)
-        return count
+        """Kick buried jobs (all, or ``refs``: refs or job ids) back at attempt 1."""
+        return self._dead.retry(refs)
 
     def purge_dead(self, refs: list[str] | None = None) -> int:
-        """Delete every buried job of the tube on every node and the dead-letter records
-        (only those ``refs`` when given)."""
-        if refs is not None:
-            return self._purge_refs(refs)
-        for rec in self.guard.dead_records(100_000):
-            self.guard.forget_dead(rec, rerun=False)
-        count = 0
-        for node in self.conf.beanstalks:
-            try:
-                with self._client(node) as c:
-                    while True:
-                        c.delete(c.peek_buried())
-                        count += 1
-            except greenstalk.NotFoundError:
-                continue
-            except ConnectionFailed as e:
-                logger.warning("purge_dead: %s", e)
-        return count
-
-    def _purge_refs(self, refs: list[str]) -> int:
-        wanted = set(refs)
-        records = {r["ref"]: r for r in self.guard.dead_records(100_000)}
-        count = 0
-        for letter in self.dead_letters(10_000, refs):
-            rec = records.get(letter.ref)
-            if rec is not None:
-                self.guard.forget_dead(rec, rerun=False)
-            endpoint, _, jid = letter.ref.rpartition("/")
-            node = self._node(endpoint)
-            if node is None or not jid.isdigit():
-                continue
-            try:
-                with self._client(node) as c:
-                    c.delete(int(jid))
-                count += 1
-            except greenstalk.NotFoundError:
-                logger.warning("purge_dead: %s is no longer buried", letter.ref)
-            except ConnectionFailed as e:
-                logger.warning("purge_dead: %s", e)
-        del wanted
-        return count
+        """Delete dead letters (all, or ``refs``: refs or job ids); return how many."""
+        return self._dead.purge(refs)

@@ -158,7 +158,7 @@ class Guard:
             pipe = self.client.pipeline(transaction=False)
             for cmd in commands:
                 pipe.execute_command(*cmd)
-            return self._run(what, pipe)
+            return self.run(what, pipe)
         try:
             conn = pool.get_connection()
         except redis.RedisError as e:
@@ -174,7 +174,8 @@ class Guard:
         finally:
             pool.release(conn)
 
-    def _run(self, what: str, pipe: Any) -> list[Any]:
+    def run(self, what: str, pipe: Any) -> list[Any]:
+        """Execute a redis-py pipeline; ConnectionFailed naming ``what`` on Redis errors."""
         try:
             return list(pipe.execute())
         except redis.RedisError as e:
@@ -187,7 +188,7 @@ class Guard:
         pipe.set(
             self.key(job_id, "claim"), token, nx=True, px=int(ttl * 1000) if ttl else self.claim_ms
         )
-        return bool(self._run("claim", pipe)[0])
+        return bool(self.run("claim", pipe)[0])
 
     def _unclaim(self, pipe: Any, job_id: str, token: str) -> None:
         """Queue compare-and-delete of a claim on ``pipe``.
@@ -240,19 +241,19 @@ class Guard:
         pipe = self.client.pipeline(transaction=False)
         for job_id, token in claims:
             pipe.eval(_RENEW, 1, self.key(job_id, "claim"), token, self.claim_ms)
-        return [bool(r) for r in self._run("renew", pipe)]
+        return [bool(r) for r in self.run("renew", pipe)]
 
     def give_back(self, job_id: str, token: str) -> None:
         """Give up a claim (only if still ours) on a job that was not processed: its claim
         no longer counts as an attempt."""
         pipe = self.client.pipeline(transaction=False)
         pipe.eval(_GIVE_BACK, 2, self.key(job_id, "claim"), self.key(job_id, "claims"), token)
-        self._run("release", pipe)
+        self.run("release", pipe)
 
     def is_done(self, job_id: str) -> bool:
         pipe = self.client.pipeline(transaction=False)
         pipe.exists(self.key(job_id, "done"))
-        return bool(self._run("is_done", pipe)[0])
+        return bool(self.run("is_done", pipe)[0])
 
     def mark_done(self, job_id: str, token: str | None = None, status: str = "done") -> None:
         """The job must never run again: set the done mark, then drop our claim."""
@@ -312,7 +313,7 @@ class Guard:
         ms = self.done_ms + max(0, int((due - time.time()) * 1000))
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self.key(job_id, "copies"), f"{due!r} {','.join(copies)}", px=ms)
-        self._run("copies", pipe)
+        self.run("copies", pipe)
 
     def revoke(self, job_id: str, known: bool = False) -> tuple[bool, list[str]]:
         """Mark a job revoked unless it already ran, was dead-lettered or revoked.
@@ -330,7 +331,7 @@ class Guard:
             self.done_ms,
             "1" if known else "0",
         )
-        marked, record = self._run("revoke", pipe)[0]
+        marked, record = self.run("revoke", pipe)[0]
         copies: list[str] = []
         if record:
             _, _, listed = record.decode().partition(" ")
@@ -342,7 +343,7 @@ class Guard:
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self.key(job_id, "retry"), f"{attempt} {due!r}", px=self.done_ms)
         self._unclaim(pipe, job_id, token)
-        self._run("retry", pipe)
+        self.run("retry", pipe)
 
     # -- dead letters -----------------------------------------------------------------------
     def record_dead(
@@ -375,24 +376,7 @@ class Guard:
         pipe.lpush(f"{self.prefix}dead", record)
         pipe.pexpire(f"{self.prefix}dead", self.dead_ms)
         self._unclaim(pipe, job_id, token)
-        self._run("dead", pipe)
-
-    def dead_records(self, limit: int = 1000) -> list[dict[str, Any]]:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.lrange(f"{self.prefix}dead", 0, limit - 1)
-        return [json.loads(r) for r in self._run("dead letters", pipe)[0]]
-
-    def forget_dead(self, record: dict[str, Any], *, rerun: bool) -> None:
-        """Drop a dead record; with ``rerun`` also clear done/retry so the job runs afresh."""
-        job_id = record["id"]
-        pipe = self.client.pipeline(transaction=False)
-        pipe.lrem(f"{self.prefix}dead", 0, json.dumps(record))
-        pipe.delete(self.key(job_id, "dead"))
-        if rerun:
-            pipe.delete(self.key(job_id, "done"))
-            pipe.delete(self.key(job_id, "retry"))
-            pipe.delete(self.key(job_id, "claims"))
-        self._run("dead letters", pipe)
+        self.run("dead", pipe)
 
     def ping(self) -> None:
         try:

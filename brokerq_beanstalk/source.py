@@ -45,7 +45,7 @@ from brokerq.message import Message
 from brokerq.outcome import Failure
 from brokerq_beanstalk import codec
 from brokerq_beanstalk._node import Handle, Node
-from brokerq_beanstalk.claims import Claims, Pending
+from brokerq_beanstalk.claims import Claims, Pending, RedisPause
 from brokerq_beanstalk.config import Beanstalk
 from brokerq_beanstalk.guard import Claimed, Guard
 from brokerq_beanstalk.replicas import Replicas
@@ -88,8 +88,7 @@ class BeanstalkSource(Source):
         self._claiming = 0  # jobs registered by node threads, not yet in the dispatcher
         self._want_room = False
         self._stopping = threading.Event()
-        self._redis_pause_until = 0.0
-        self._redis_backoff = 0.0
+        self._redis = RedisPause()
         self._started = False
         self._closed = False
 
@@ -221,7 +220,7 @@ class BeanstalkSource(Source):
     def reserve_room(self) -> int:
         """How many copies a node thread may reserve now (0 when full or Redis is down):
         no more jobs than threads are waiting to start them, and within ``prefetch``."""
-        if self._stopping.is_set() or time.monotonic() < self._redis_pause_until:
+        if self._stopping.is_set() or self._redis.paused():
             return 0
         ready, delayed = self._ready.counts()
         ready += self._claiming
@@ -230,18 +229,6 @@ class BeanstalkSource(Source):
             self._want_room = True  # the next thread that waits in receive wakes the nodes
             return 0
         return room
-
-    def _redis_failed(self, e: Exception) -> None:
-        with self._lock:
-            self._redis_backoff = min(5.0, self._redis_backoff * 2 or 0.25)
-            self._redis_pause_until = time.monotonic() + self._redis_backoff
-        logger.warning("redis unavailable, consumption paused %.2fs: %s", self._redis_backoff, e)
-
-    def _redis_ok(self) -> None:
-        if self._redis_backoff:
-            with self._lock:
-                self._redis_backoff = 0.0
-            logger.info("redis available again, consumption resumes")
 
     # -- node thread callback ---------------------------------------------------------------
     def on_reserved(self, node: Node, jobs: list[tuple[int, bytes]]) -> None:
@@ -281,11 +268,11 @@ class BeanstalkSource(Source):
         try:
             got = self.guard.acquire_many([(msg.id, token) for _, msg, token in ask])
         except ConnectionFailed as e:
-            self._redis_failed(e)
+            self._redis.failed(e)
             for job_id, msg, token in ask:
                 self._not_ours(node, job_id, msg, token, "release", 1)
             return
-        self._redis_ok()
+        self._redis.ok()
         for (job_id, msg, token), claimed in zip(ask, got, strict=True):
             self._claimed(node, job_id, msg, token, claimed)
 
