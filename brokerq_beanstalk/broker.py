@@ -40,6 +40,11 @@ class BeanstalkBroker(Broker):
         self.conf = config
         self._guard: Guard | None = None
 
+    @property
+    def queue(self) -> str:
+        """The tube the jobs live in (the first node's; nodes normally share one)."""
+        return self.conf.beanstalks[0].tube
+
     def _new_guard(self) -> Guard:
         c = self.conf
         return Guard.from_conf(
