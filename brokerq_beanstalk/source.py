@@ -13,10 +13,12 @@ Per batch of copies reserved by one node thread (one pipelined send, see ``_node
 5. hand the job to the core ``Dispatcher``: it waits there until its exact due time, then
    goes out lowest priority first (the job's own, from its envelope).
 
-Flow control: a node reserves only while threads wait in ``receive`` for work and the buffer
-holds fewer than ``prefetch``; a job that is due but that no thread of this process takes
-within ``GIVE_BACK_AFTER`` seconds is given back (claim dropped, copy released) so another
-process runs it: a busy process never sits on due jobs (no head-of-line blocking).
+Flow control: a node reserves only while some thread waits in ``receive`` for work, in
+batches, up to ``prefetch`` jobs per node (every node reserves its own copy of each job, so
+a round brings in at most ``prefetch`` distinct jobs per node); a job that is due but that
+no thread of this process takes within ``GIVE_BACK_AFTER`` seconds is given back (claim
+dropped, copy released) so another process runs it: a busy process never sits on due jobs
+(no head-of-line blocking).
 
 Settling carries out the Worker's outcome, never another: ``ack`` marks done then deletes
 the copy; ``retry`` records attempt + due time, drops the claim and releases the copy (at
@@ -78,11 +80,14 @@ class BeanstalkSource(Source):
         self._token = uuid.uuid4().hex[:12]
         self._seq = itertools.count()
         self._ready: Dispatcher[Delivery[Handle]] = Dispatcher(
-            self.prefetch + max_held, priority_of=lambda d: d.handle.priority
+            self.prefetch * len(beanstalks) + max_held, priority_of=lambda d: d.handle.priority
         )
         self._replicas = Replicas()
         self._claims = Claims(guard, claim_ttl, self._give_back_idle)
         self._nodes = [Node(self, b, ttr, priority) for b in beanstalks]
+        # each node thread reserves its own copy of every job, so a round brings in at most
+        # ``prefetch`` distinct jobs per node: the budget is per node
+        self._budget = self.prefetch * len(self._nodes)
         self._lock = threading.Lock()
         self._takers = 0  # threads waiting in receive
         self._claiming = 0  # jobs registered by node threads, not yet in the dispatcher
@@ -218,14 +223,16 @@ class BeanstalkSource(Source):
         self._claims.start()
 
     def reserve_room(self) -> int:
-        """How many copies a node thread may reserve now (0 when full or Redis is down):
-        no more jobs than threads are waiting to start them, and within ``prefetch``."""
+        """How many copies a node thread may reserve now: none while every thread is busy
+        (other processes take the jobs), while Redis is down, or while the buffer is more
+        than half full (batches); else up to ``prefetch`` per node minus what is held."""
         if self._stopping.is_set() or self._redis.paused():
             return 0
         ready, delayed = self._ready.counts()
         ready += self._claiming
-        room = min(self.prefetch - ready, self._takers - ready)
-        if room <= 0 or delayed >= self.max_held:
+        room = self._budget - ready if self._takers > ready else 0
+        if room <= 0 or (ready and room < self._budget // 2) or delayed >= self.max_held:
+            # reserve in batches (half the budget), or at once when nothing is ready
             self._want_room = True  # the next thread that waits in receive wakes the nodes
             return 0
         return room
