@@ -320,12 +320,7 @@ class BeanstalkSource(Source):
         )
         delivery = Delivery(msg, handle)
         logger.debug(
-            "job %s claimed from %s: attempt %d, priority %d, due in %.3fs",
-            msg.id,
-            node.endpoint,
-            msg.attempt,
-            handle.priority,
-            (due or now) - now,
+            "job %s claimed: attempt %d, due in %.3fs", msg.id, msg.attempt, handle.ready_at - now
         )
         self._claims.add(token, delivery)
         self._ready.put(delivery, due if held else None)
