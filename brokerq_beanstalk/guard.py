@@ -307,13 +307,20 @@ class Guard:
         if me.error is not None:
             raise me.error
 
-    def record_copies(self, job_id: str, due: float, copies: list[str]) -> None:
-        """Remember where a job was written (``endpoint/job id``) until its due time has
-        passed by ``done_ttl``, so that any process can revoke it."""
+    @property
+    def pool(self) -> Any:
+        """The connection pool of a plain or Sentinel client (None for Cluster)."""
+        return self._pool
+
+    def copies_command(self, job_id: str, due: float, copies: list[str]) -> tuple[Any, ...]:
+        """The SET that remembers where a job was written (``endpoint/job id``) until its due
+        time has passed by ``done_ttl``, so that any process can revoke it."""
         ms = self.done_ms + max(0, int((due - time.time()) * 1000))
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.key(job_id, "copies"), f"{due!r} {','.join(copies)}", px=ms)
-        self.run("copies", pipe)
+        return ("SET", self.key(job_id, "copies"), f"{due!r} {','.join(copies)}", "PX", ms)
+
+    def record_copies(self, job_id: str, due: float, copies: list[str]) -> None:
+        """Run ``copies_command`` and wait for it."""
+        self._batch("copies", [self.copies_command(job_id, due, copies)])
 
     def revoke(self, job_id: str, known: bool = False) -> tuple[bool, list[str]]:
         """Mark a job revoked unless it already ran, was dead-lettered or revoked.

@@ -45,6 +45,7 @@ from brokerq.middleware import MiddlewareChain
 from brokerq_beanstalk import codec
 from brokerq_beanstalk._wire import NodeConn
 from brokerq_beanstalk.config import Beanstalk, DqConf
+from brokerq_beanstalk.copies import CopiesLog
 from brokerq_beanstalk.guard import Guard
 from brokerq_beanstalk.protocol import check_put
 
@@ -98,6 +99,7 @@ class Producer(DelayProducer, PushProducer):
         self.middleware = middleware or MiddlewareChain()
         self.queue = beanstalks[0].tube
         self._guard = guard
+        self._log = CopiesLog(guard) if guard is not None else None
         self._nodes = {b.endpoint: NodeConn(b.endpoint, b.tube, timeout) for b in beanstalks}
         self._lock = threading.Lock()
         self._closed = False
@@ -188,6 +190,11 @@ class Producer(DelayProducer, PushProducer):
         bq_id, copies = split_id(job_id)
         with self._lock:
             mine = self._copies.pop(bq_id, [])
+            if self._log is not None:
+                try:
+                    self._log.drain()
+                except ConnectionFailed as e:
+                    logger.warning("job copies not recorded in redis: %s", e)
         known = copies or mine
         marked = False
         if self._guard is not None and bq_id:
@@ -211,6 +218,9 @@ class Producer(DelayProducer, PushProducer):
             self._closed = True
             for node in self._nodes.values():
                 node.close()
+            if self._log is not None:
+                self._log.close()
+                self._log = None
             if self._guard is not None:
                 self._guard.close()
 
@@ -286,13 +296,13 @@ class Producer(DelayProducer, PushProducer):
             self._copies[bq_id] = copies
             if len(self._copies) > MAX_REMEMBERED:
                 self._copies.popitem(last=False)
-        if self._guard is not None:
-            try:
-                self._guard.record_copies(
-                    bq_id, due or time.time(), [f"{ep}/{jid}" for ep, jid in copies]
-                )
-            except ConnectionFailed as e:  # written: only a revoke from elsewhere is weaker
-                logger.warning("job %s: copies not recorded in redis: %s", bq_id, e)
+            if self._log is not None:
+                try:
+                    self._log.record(
+                        bq_id, due or time.time(), [f"{ep}/{jid}" for ep, jid in copies]
+                    )
+                except ConnectionFailed as e:  # written: only a revoke from elsewhere is weaker
+                    logger.warning("job %s: copies not recorded in redis: %s", bq_id, e)
         return bq_id
 
     def copies(self, job_id: str) -> list[str]:
