@@ -8,6 +8,6 @@ Modules: ``cli`` (arguments, the run), ``driver`` (runs implementations, keeps s
 figures), ``harness`` (child processes: a fresh interpreter per Python measure, the
 ``goqueue`` binary for go-queue), ``report`` (targets, the table, latest.json), ``machine``
 (facts about the machine and the servers), ``timing`` (what a measure counts) and
-``measures/`` (one module per measure). Server set-up and clean-up come from
+``measures/`` (one module per measure, listed in ``registry``). Server set-up and clean-up come from
 ``brokerq.testing.servers``, shared with the tests.
 """

@@ -25,8 +25,8 @@ from rich.console import Console
 from bench.driver import Run, last_line
 from bench.machine import machine
 from bench.measure import Measure
-from bench.measures import MEASURES
 from bench.progress import Progress
+from bench.registry import MEASURES
 from bench.report import NOTES, render, summarize
 from bench.settings import REPO, RESULTS, Settings
 
