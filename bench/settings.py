@@ -7,7 +7,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 from brokerq.testing import servers
 
@@ -72,8 +71,8 @@ class Settings:
     @property
     def redis_address(self) -> str:
         """``host:port`` of Redis (go-queue's flag)."""
-        u = urlparse(self.redis_url)
-        return f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"
+        host, port = servers.redis_address(self.redis_url)
+        return f"{host}:{port}"
 
     def n(self, key: str) -> int:
         """N for the measure ``key`` of SIZES, full or quick."""

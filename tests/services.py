@@ -27,7 +27,6 @@ import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
@@ -83,8 +82,7 @@ def beanstalkd_endpoints() -> list[str]:
 def redis_url() -> str:
     """The Redis URL, checked to answer PING."""
     url = servers.redis_url()
-    u = urlparse(url)
-    if not probe("redis", u.hostname or "127.0.0.1", u.port or 6379):
+    if not probe("redis", *servers.redis_address(url)):
         _unavailable(f"redis at {url}")
     return url
 

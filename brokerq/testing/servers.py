@@ -20,6 +20,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from urllib.parse import urlparse
 
 BEANSTALKD_ENDPOINTS = ("127.0.0.1:11300", "127.0.0.1:11301", "127.0.0.1:11302")
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -52,6 +53,12 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"invalid endpoint {endpoint!r}: expected 'host:port'")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def redis_address(url: str) -> tuple[str, int]:
+    """``redis://host:port/db`` → ``(host, port)``; defaults 127.0.0.1 and 6379."""
+    u = urlparse(url)
+    return u.hostname or "127.0.0.1", u.port or 6379
 
 
 # --------------------------------------------------------------------------- probes
