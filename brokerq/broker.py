@@ -13,13 +13,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from brokerq.errors import NotSupported
 from brokerq.message import Message
 from brokerq.timing import due_after, due_at
+
+if TYPE_CHECKING:
+    from brokerq.schedule.store import FireStore
 
 Self = TypeVar("Self", bound="_Closable")
 Handle = TypeVar("Handle")
@@ -220,3 +223,7 @@ class Broker(_Closable):
 
     def purge_dead(self) -> int:
         raise NotSupported(f"the {self.name} broker keeps no dead letters here")
+
+    def fire_store(self, namespace: str) -> FireStore:
+        """The record of schedule fires for ``namespace`` (brokerq.schedule); one per scheduler."""
+        raise NotSupported(f"the {self.name} broker cannot run schedules")

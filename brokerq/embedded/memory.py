@@ -22,6 +22,7 @@ from brokerq.broker import Broker, DeadLetter, DelayProducer, Delivery, Producer
 from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError
 from brokerq.message import Message, to_bytes
+from brokerq.schedule.store import FireStore
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,12 @@ class MemoryBroker(Broker):
 
     def source(self) -> MemorySource:
         return MemorySource(self)
+
+    def fire_store(self, namespace: str) -> FireStore:
+        """Schedule fire records in this broker (brokerq.embedded.fires)."""
+        from brokerq.embedded.fires import MemoryFireStore
+
+        return MemoryFireStore(self, namespace)
 
     def check(self) -> None:
         """Always healthy while open."""

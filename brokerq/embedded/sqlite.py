@@ -34,6 +34,7 @@ from brokerq.embedded import _sqlite_db as sql
 from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError, ConfigError, ConnectionFailed, DeliveryError
 from brokerq.message import Message, new_id, to_bytes
+from brokerq.schedule.store import FireStore
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,12 @@ class SqliteBroker(Broker):
 
     def source(self) -> SqliteSource:
         return self._child(SqliteSource(self))
+
+    def fire_store(self, namespace: str) -> FireStore:
+        """Schedule fire records in this broker (brokerq.embedded.fires)."""
+        from brokerq.embedded.fires import SqliteFireStore
+
+        return SqliteFireStore(self, namespace)
 
     def _child(self, child: _C) -> _C:
         self._children.add(child)
