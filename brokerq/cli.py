@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import click
 
+from brokerq import cli_schedule
 from brokerq import config as config_mod
 from brokerq.broker import Broker
 from brokerq.duration import parse_duration
@@ -135,9 +136,13 @@ def main() -> None:
 @main.command()
 @config_arg
 @click.option("--log-level", default=None, help="Override the config's log_level.")
+@click.option("--no-schedules", is_flag=True, help="Do not run the config's schedules here.")
 @errors_to_exit
-def run(config: str, log_level: str | None) -> None:
+def run(config: str, log_level: str | None, no_schedules: bool) -> None:
     """Run the consumer process described by CONFIG until SIGTERM/SIGINT.
+
+    The config's schedules run beside the worker (any number of processes may: each tick is
+    enqueued exactly once); --no-schedules leaves them to others.
 
     The first signal stops fetching and waits up to shutdown_timeout for running handlers;
     a second signal exits at once (unfinished messages are not acked and come back).
@@ -152,7 +157,8 @@ def run(config: str, log_level: str | None) -> None:
         )
         _install_signals(worker)
         logger.info("%s: consuming from %s with %s", cfg.name, cfg.broker_name, cfg.handler)
-        worker.consume(handler)
+        with cli_schedule.beside(cfg, broker, enabled=not no_schedules):
+            worker.consume(handler)
 
 
 def _install_signals(worker: Worker) -> None:
@@ -273,3 +279,6 @@ def dead(config: str, requeue: bool, purge: bool, refs: tuple[str, ...], limit: 
                     f"{d.ref or d.message.id}\tattempt={d.message.attempt}\t{d.error}\t{value[:80]}"
                 )
             click.echo(f"{len(letters)} dead letter(s)")
+
+
+cli_schedule.register(main, errors_to_exit, _setup_logging)

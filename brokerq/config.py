@@ -18,13 +18,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from brokerq.broker import Broker
 from brokerq.duration import Duration
 from brokerq.errors import ConfigError
 from brokerq.registry import broker_class
 from brokerq.retry import RetryPolicy
+from brokerq.schedule.spec import Schedule
 
 SECTIONS: dict[str, str | None] = {
     "kq": "kafka",
@@ -52,6 +61,15 @@ class WorkerConfig(BaseModel):
     dq: dict[str, Any] | None = None
     embedded: dict[str, Any] | None = None
     broker: dict[str, Any] | None = None
+    schedules: list[Schedule] = Field(
+        default_factory=list, description="periodic jobs fired into this broker"
+    )
+    schedules_from: str | None = Field(
+        default=None, description="module:function returning more schedules (re-read live)"
+    )
+    sync_interval: Duration = Field(
+        default=60.0, gt=0, description="how often schedules_from is re-read"
+    )
 
     _broker_name: str = PrivateAttr(default="")
     _broker_config: BaseModel | None = PrivateAttr(default=None)
@@ -65,6 +83,15 @@ class WorkerConfig(BaseModel):
                 f"exactly one broker section of kq, dq, embedded, broker is required (found: {found})"
             )
         return self
+
+    @field_validator("schedules")
+    @classmethod
+    def _unique_schedules(cls, value: list[Schedule]) -> list[Schedule]:
+        names = [s.name for s in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"schedule name {dupes[0]!r} is used twice")
+        return value
 
     @property
     def section(self) -> str:

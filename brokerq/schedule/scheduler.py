@@ -108,6 +108,10 @@ class Scheduler:
         self.fired = 0  # ticks this scheduler enqueued (others may have won the rest)
 
     # -- public --------------------------------------------------------------------------------
+    def open(self) -> FireStore:
+        """Get the broker's FireStore now (NotSupported when it has none); ``run`` does too."""
+        return self._open()
+
     def run(self) -> None:
         """Fire ticks until ``stop()``. Blocks; broker errors are logged and retried."""
         store = self._open()

@@ -48,6 +48,18 @@ def fire_time_text(when: datetime) -> str:
     return when.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
+def human_duration(seconds: float) -> str:
+    """``900`` → ``15m``, ``5400`` → ``1h30m``, ``0.25`` → ``250ms`` (brokerq.duration syntax)."""
+    if seconds < 1 or seconds != int(seconds):
+        return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+    out, rest = "", int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out += f"{rest // size}{unit}"
+            rest %= size
+    return out
+
+
 def parse_fire_time(text: str) -> datetime:
     """The instant ``fire_time_text`` wrote (aware, UTC); ValueError when it is not one."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
@@ -142,7 +154,10 @@ class Schedule(BaseModel):
     @property
     def spec(self) -> str:
         """``cron "0 2 * * *"`` or ``every 15m``-style text for listings."""
-        return f"cron {self.cron}" if self.cron is not None else f"every {self.every:g}s"
+        if self.cron is not None:
+            return f"cron {self.cron}"
+        assert self.every is not None
+        return f"every {human_duration(self.every)}"
 
     def body(self) -> bytes:
         """The message value: ``value`` as UTF-8, or ``json`` serialised compactly."""
