@@ -34,6 +34,7 @@ from brokerq.message import Message, new_id
 from brokerq.middleware import LoggingMiddleware, Metrics, Middleware
 from brokerq.registry import broker_class
 from brokerq.retry import RetryPolicy
+from brokerq.schedule import FireStore, Schedule, Scheduler
 from brokerq.worker import Worker
 
 __version__ = "0.1.0"
@@ -51,6 +52,7 @@ __all__ = [
     "Delivery",
     "DeliveryError",
     "Drop",
+    "FireStore",
     "Handler",
     "LoggingMiddleware",
     "Message",
@@ -61,6 +63,8 @@ __all__ = [
     "Producer",
     "Retry",
     "RetryPolicy",
+    "Schedule",
+    "Scheduler",
     "Source",
     "Worker",
     "WorkerConfig",

@@ -5,9 +5,10 @@ headers); ``Scheduler`` fires schedules into a broker through the broker's ``Fir
 which enqueues each deterministic fire id at most once and keeps the last fire.
 """
 
+from brokerq.headers import FIRE_TIME, SCHEDULE
 from brokerq.schedule.plan import Missed
 from brokerq.schedule.scheduler import Scheduler, message_for
-from brokerq.schedule.spec import FIRE_TIME, SCHEDULE, Schedule, fire_time_text, parse_fire_time
+from brokerq.schedule.spec import Schedule, fire_time_text, parse_fire_time
 from brokerq.schedule.store import FireStore, fire_id
 
 __all__ = [

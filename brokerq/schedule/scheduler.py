@@ -20,9 +20,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from brokerq.errors import BrokerError, BrokerqError
+from brokerq.headers import FIRE_TIME, SCHEDULE
 from brokerq.message import Message
 from brokerq.schedule import plan
-from brokerq.schedule.spec import FIRE_TIME, SCHEDULE, Schedule, fire_time_text
+from brokerq.schedule.spec import Schedule, fire_time_text
 from brokerq.schedule.store import FireStore, fire_id
 
 if TYPE_CHECKING:

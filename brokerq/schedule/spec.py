@@ -31,13 +31,11 @@ from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from brokerq.duration import Duration
+from brokerq.headers import FIRE_TIME, SCHEDULE
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-# TODO(contract): import from brokerq.headers once it is on main
-SCHEDULE = "brokerq-schedule"  # name of the schedule that fired this message
-FIRE_TIME = "brokerq-fire-time"  # ISO 8601 UTC instant of the tick (not of the enqueue)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
