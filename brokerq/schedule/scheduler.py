@@ -107,6 +107,7 @@ class Scheduler:
         self._store: FireStore | None = None
         self._active = False
         self.fired = 0  # ticks this scheduler enqueued (others may have won the rest)
+        self.activated_at: datetime | None = None  # when it last became active (planned catch-up)
 
     # -- public --------------------------------------------------------------------------------
     def open(self) -> FireStore:
@@ -208,7 +209,7 @@ class Scheduler:
             else:
                 self._entries[name] = _Entry(schedule, self._clock())  # planned on activation
                 if self._active:
-                    self._plan_start(self._entries[name])
+                    self._plan_start(self._entries[name], self._clock())
 
     def _check_active(self, store: FireStore) -> bool:
         try:
@@ -220,17 +221,18 @@ class Scheduler:
             logger.info(
                 "scheduler %s: active with %d schedule(s)", self.namespace, len(self._entries)
             )
+            now = self._clock()
+            self.activated_at = now
             for entry in self._entries.values():
-                self._plan_start(entry)
+                self._plan_start(entry, now)
         elif self._active and not active:
             logger.info("scheduler %s: standing by", self.namespace)
         self._active = active
         return active
 
-    def _plan_start(self, entry: _Entry) -> None:
+    def _plan_start(self, entry: _Entry, now: datetime) -> None:
         """Catch up on ticks missed since the recorded last fire, then wait for the next one."""
         s = entry.schedule
-        now = self._clock()
         entry.due = s.next_fire(now)
         while not self._stop.is_set():
             try:

@@ -30,12 +30,13 @@ def running(*schedulers: Scheduler) -> Iterator[None]:
             assert not t.is_alive(), "scheduler did not stop"
 
 
-def drain(broker: Broker, idle: float = 0.3) -> list[Message]:
-    """Every message ready now (acked), until none arrives for ``idle`` seconds."""
+def drain(broker: Broker, idle: float = 0.3, first: float | None = None) -> list[Message]:
+    """Every message ready now (acked), until none arrives for ``idle`` seconds (``first``
+    seconds for the first one: a Kafka source needs its partitions assigned)."""
     out: list[Message] = []
     with broker.source() as source:
         while True:
-            delivery = source.receive(idle)
+            delivery = source.receive(idle if out or first is None else first)
             if delivery is None:
                 return out
             source.ack(delivery)
