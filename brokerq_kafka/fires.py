@@ -58,6 +58,8 @@ _ONE_US = timedelta(microseconds=1)
 class KafkaFireStore(FireStore):
     """The leader's transactional writer and the followers' standby, for one namespace."""
 
+    max_wait = 0.5  # the control group's rebalances are served by polling it
+
     def __init__(self, conf: KqConf, namespace: str) -> None:
         super().__init__(namespace)
         self._conf = conf
@@ -243,6 +245,8 @@ class KafkaFireStore(FireStore):
         if not record:
             return self._fire_once(message)
         if self._producer is None:
+            if self._member is not None and not self._leader:
+                raise BrokerError(f"schedules {self.namespace}: no longer the leader")
             self._take_over()  # a leader whose writer was fenced
         producer = self._producer
         last = self._last.get(name)

@@ -128,6 +128,8 @@ class Scheduler:
                     continue
                 wait = self._fire_due(store)
                 wait = min(wait, max(0.0, next_sync - time.monotonic()))
+                if store.max_wait is not None:
+                    wait = min(wait, store.max_wait)
                 if wait > 0:
                     self._stop.wait(wait)
         finally:

@@ -32,6 +32,10 @@ def fire_id(namespace: str, name: str, fire_time: datetime) -> str:
 class FireStore(ABC):
     """A broker's record of fired ticks for one namespace. Used by one scheduler thread."""
 
+    max_wait: float | None = None
+    """Longest sleep between two calls of ``active`` (a backend whose leadership needs polling);
+    None: sleep until the next tick or provider sync."""
+
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
 
