@@ -36,6 +36,7 @@ from brokerq.duration import parse_duration
 from brokerq.errors import BrokerError, BrokerqError, ConfigError, NotSupported
 from brokerq.handler import import_handler
 from brokerq.middleware import LoggingMiddleware, Middleware
+from brokerq.supervisor import Supervisor
 from brokerq.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -136,9 +137,15 @@ def main() -> None:
 @main.command()
 @config_arg
 @click.option("--log-level", default=None, help="Override the config's log_level.")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes under one supervisor (overrides the config's processes:).",
+)
 @click.option("--no-schedules", is_flag=True, help="Do not run the config's schedules here.")
 @errors_to_exit
-def run(config: str, log_level: str | None, no_schedules: bool) -> None:
+def run(config: str, log_level: str | None, processes: int | None, no_schedules: bool) -> None:
     """Run the consumer process described by CONFIG until SIGTERM/SIGINT.
 
     The config's schedules run beside the worker (any number of processes may: each tick is
@@ -146,9 +153,19 @@ def run(config: str, log_level: str | None, no_schedules: bool) -> None:
 
     The first signal stops fetching and waits up to shutdown_timeout for running handlers;
     a second signal exits at once (unfinished messages are not acked and come back).
+    With processes > 1 a supervisor runs that many worker processes and restarts any that dies.
     """
     cfg = config_mod.load(config)
     _setup_logging((log_level or cfg.log_level).upper())
+    count = processes or cfg.processes
+    if count > 1:
+        cfg.build_handler()  # a missing handler fails here, once, not in every child
+        args = ["run", config, "--processes", "1"] + (
+            ["--log-level", log_level] if log_level else []
+        )
+        if no_schedules:  # else every child runs the schedules: each tick still fires once
+            args.append("--no-schedules")
+        sys.exit(Supervisor(args, count, cfg.shutdown_timeout).run())
     handler = cfg.build_handler()
     with cfg.build_broker() as broker:
         broker.check()
