@@ -94,8 +94,11 @@ def measure(kind: str, ticks: int, schedulers: int) -> dict[str, float]:
                     p.wait(30)
                 except subprocess.TimeoutExpired:
                     p.kill()
-        rows = [line.split() for line in fires.read_text().splitlines()][warmup:]
+        text = fires.read_text() if fires.exists() else ""
+        rows = [line.split() for line in text.splitlines()][warmup:]
     cleanup(kind, name)
+    if not rows:
+        raise SystemExit(f"{kind}: no fire arrived (see the processes' stderr above)")
     seen: dict[str, int] = {}
     late, enqueue = [], []
     for tick_text, created, received in rows:
