@@ -13,18 +13,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from brokerq.embedded import _sqlite_db as sql
 from brokerq.errors import BrokerError, ConnectionFailed, DeliveryError
 from brokerq.message import Message
 from brokerq.schedule.spec import EPOCH
 from brokerq.schedule.store import FireStore
-
-if TYPE_CHECKING:
-    from brokerq.embedded.memory import MemoryBroker
-    from brokerq.embedded.sqlite import SqliteBroker
 
 FIRE_ID_TTL = 7 * 86400.0
 """Seconds a fire id is remembered (a catch-up never reaches further back in practice)."""
@@ -64,12 +60,19 @@ def from_us(us: int) -> datetime:
 
 
 class SqliteFireStore(FireStore):
-    """Fire records in the broker's sqlite file; safe across processes sharing the file."""
+    """Fire records in the broker's sqlite file; safe across processes sharing the file.
 
-    def __init__(self, broker: SqliteBroker, namespace: str) -> None:
+    ``queue`` is the broker's queue (the jobs' ``queue`` column); ``notify`` wakes the broker's
+    idle sources in this process after a fire.
+    """
+
+    def __init__(
+        self, path: str, synchronous: str, queue: str, namespace: str, notify: Callable[[], None]
+    ) -> None:
         super().__init__(namespace)
-        self._broker = broker
-        self._db = sql.Db(broker.path, broker.config.synchronous)
+        self._queue = queue
+        self._notify = notify
+        self._db = sql.Db(path, synchronous)
         self._ready = False
         self._pruned = 0.0
 
@@ -98,7 +101,7 @@ class SqliteFireStore(FireStore):
         now = time.time()
         row = (
             message.id,
-            self._broker.queue,
+            self._queue,
             message.value,
             message.key,
             json.dumps(dict(message.headers)) if message.headers else None,
@@ -114,22 +117,33 @@ class SqliteFireStore(FireStore):
             if now - self._pruned > PRUNE_EVERY:
                 conn.execute(PRUNE, (now - FIRE_ID_TTL,))
                 self._pruned = now
-        self._broker._notify()
+        self._notify()
         return True
 
     def close(self) -> None:
         self._db.close()
 
 
-class MemoryFireStore(FireStore):
-    """Fire records on a MemoryBroker (shared by every scheduler of that broker object)."""
+Enqueue = Callable[[Iterable[tuple[Message, float]]], None]
 
-    def __init__(self, broker: MemoryBroker, namespace: str) -> None:
+
+class MemoryFireRecords:
+    """What a MemoryBroker remembers of fires: the ids and each schedule's last fire."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ids: set[str] = set()
+        self.last: dict[tuple[str, str], datetime] = {}
+
+
+class MemoryFireStore(FireStore):
+    """Fire records on a MemoryBroker (``records`` are shared by every scheduler of that
+    broker object; ``enqueue`` queues ``(message, due)`` pairs on it)."""
+
+    def __init__(self, namespace: str, records: MemoryFireRecords, enqueue: Enqueue) -> None:
         super().__init__(namespace)
-        self._broker = broker
-        records = broker.__dict__.setdefault("_schedule_records", _MemoryRecords())
-        assert isinstance(records, _MemoryRecords)
         self._records = records
+        self._enqueue = enqueue
 
     def last_fire(self, name: str) -> datetime | None:
         with self._records.lock:
@@ -148,7 +162,7 @@ class MemoryFireStore(FireStore):
             if message.id in self._records.ids:
                 return False
             try:
-                self._broker._enqueue([(message, time.time())])
+                self._enqueue([(message, time.time())])
             except BrokerError as e:
                 raise DeliveryError(f"fire {message.id}: {e}") from e
             self._records.ids.add(message.id)
@@ -157,10 +171,3 @@ class MemoryFireStore(FireStore):
             if record and (last is None or fire_time > last):
                 self._records.last[key] = fire_time
         return True
-
-
-class _MemoryRecords:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.ids: set[str] = set()
-        self.last: dict[tuple[str, str], datetime] = {}

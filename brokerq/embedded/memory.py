@@ -81,9 +81,10 @@ class MemoryBroker(Broker):
 
     def fire_store(self, namespace: str) -> FireStore:
         """Schedule fire records in this broker (brokerq.embedded.fires)."""
-        from brokerq.embedded.fires import MemoryFireStore
+        from brokerq.embedded.fires import MemoryFireRecords, MemoryFireStore
 
-        return MemoryFireStore(self, namespace)
+        records = self.__dict__.setdefault("_fire_records", MemoryFireRecords())
+        return MemoryFireStore(namespace, records, self._enqueue)
 
     def rate_limiter(self) -> LocalRateLimiter:
         """Counts in this process: every worker of a memory broker lives in it."""

@@ -112,7 +112,8 @@ class SqliteBroker(Broker):
         """Schedule fire records in this broker (brokerq.embedded.fires)."""
         from brokerq.embedded.fires import SqliteFireStore
 
-        return SqliteFireStore(self, namespace)
+        conf = self.config
+        return SqliteFireStore(conf.path, conf.synchronous, conf.queue, namespace, self._notify)
 
     def _child(self, child: _C) -> _C:
         self._children.add(child)
