@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import click
 
+from brokerq import cli_schedule
 from brokerq import config as config_mod
 from brokerq.broker import Broker
 from brokerq.duration import parse_duration
@@ -142,9 +143,13 @@ def main() -> None:
     default=None,
     help="Worker processes under one supervisor (overrides the config's processes:).",
 )
+@click.option("--no-schedules", is_flag=True, help="Do not run the config's schedules here.")
 @errors_to_exit
-def run(config: str, log_level: str | None, processes: int | None) -> None:
+def run(config: str, log_level: str | None, processes: int | None, no_schedules: bool) -> None:
     """Run the consumer process described by CONFIG until SIGTERM/SIGINT.
+
+    The config's schedules run beside the worker (any number of processes may: each tick is
+    enqueued exactly once); --no-schedules leaves them to others.
 
     The first signal stops fetching and waits up to shutdown_timeout for running handlers;
     a second signal exits at once (unfinished messages are not acked and come back).
@@ -158,6 +163,8 @@ def run(config: str, log_level: str | None, processes: int | None) -> None:
         args = ["run", config, "--processes", "1"] + (
             ["--log-level", log_level] if log_level else []
         )
+        if no_schedules:  # else every child runs the schedules: each tick still fires once
+            args.append("--no-schedules")
         sys.exit(Supervisor(args, count, cfg.shutdown_timeout).run())
     handler = cfg.build_handler()
     with cfg.build_broker() as broker:
@@ -167,7 +174,8 @@ def run(config: str, log_level: str | None, processes: int | None) -> None:
         )
         _install_signals(worker)
         logger.info("%s: consuming from %s with %s", cfg.name, cfg.broker_name, handler.name)
-        worker.consume(handler)
+        with cli_schedule.beside(cfg, broker, enabled=not no_schedules):
+            worker.consume(handler)
 
 
 def _install_signals(worker: Worker) -> None:
@@ -288,3 +296,6 @@ def dead(config: str, requeue: bool, purge: bool, refs: tuple[str, ...], limit: 
                     f"{d.ref or d.message.id}\tattempt={d.message.attempt}\t{d.error}\t{value[:80]}"
                 )
             click.echo(f"{len(letters)} dead letter(s)")
+
+
+cli_schedule.register(main, errors_to_exit, _setup_logging)

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import greenstalk
 
@@ -26,6 +26,9 @@ from brokerq_beanstalk.config import Beanstalk, DqConf, split_endpoint
 from brokerq_beanstalk.consumer import make_source
 from brokerq_beanstalk.guard import Guard
 from brokerq_beanstalk.producer import Producer, PushAdapter
+
+if TYPE_CHECKING:
+    from brokerq_beanstalk.fires import BeanstalkFireStore
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,12 @@ class BeanstalkBroker(Broker):
 
     def source(self, prefetch: int | None = None) -> Source:
         return make_source(self.conf)
+
+    def fire_store(self, namespace: str) -> BeanstalkFireStore:
+        """Schedule fires claimed in Redis, written to beanstalkd (brokerq_beanstalk.fires)."""
+        from brokerq_beanstalk.fires import BeanstalkFireStore
+
+        return BeanstalkFireStore(self.conf, namespace)
 
     def worker_options(self) -> dict[str, Any]:
         """Deprecated ``dq.concurrency`` / ``dq.retry``, when written in the section."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import BaseModel
@@ -18,6 +18,9 @@ from brokerq_kafka._errors import translate
 from brokerq_kafka.config import KqConf
 from brokerq_kafka.pusher import Pusher
 from brokerq_kafka.source import KafkaSource
+
+if TYPE_CHECKING:
+    from brokerq_kafka.fires import KafkaFireStore
 
 
 class KafkaBroker(Broker):
@@ -38,6 +41,12 @@ class KafkaBroker(Broker):
 
     def source(self, prefetch: int | None = None) -> KafkaSource:
         return KafkaSource(self.conf)
+
+    def fire_store(self, namespace: str) -> KafkaFireStore:
+        """Schedule fires by one fenced transactional writer (brokerq_kafka.fires)."""
+        from brokerq_kafka.fires import KafkaFireStore
+
+        return KafkaFireStore(self.conf, namespace)
 
     def worker_options(self) -> dict[str, Any]:
         """Deprecated ``kq.processors`` / ``kq.retry``, when written in the section."""

@@ -32,6 +32,7 @@ from brokerq.errors import BrokerError
 from brokerq.headers import with_options
 from brokerq.message import Message, to_bytes
 from brokerq.ratelimit import LocalRateLimiter
+from brokerq.schedule.store import FireStore
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,13 @@ class MemoryBroker(Broker):
 
     def source(self, prefetch: int | None = None) -> MemorySource:
         return MemorySource(self)
+
+    def fire_store(self, namespace: str) -> FireStore:
+        """Schedule fire records in this broker (brokerq.embedded.fires)."""
+        from brokerq.embedded.fires import MemoryFireRecords, MemoryFireStore
+
+        records = self.__dict__.setdefault("_fire_records", MemoryFireRecords())
+        return MemoryFireStore(namespace, records, self._enqueue)
 
     def rate_limiter(self) -> LocalRateLimiter:
         """Counts in this process: every worker of a memory broker lives in it."""

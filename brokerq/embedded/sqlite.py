@@ -43,6 +43,7 @@ from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError, ConfigError, ConnectionFailed, DeliveryError
 from brokerq.headers import with_options
 from brokerq.message import Message, new_id, to_bytes
+from brokerq.schedule.store import FireStore
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,13 @@ class SqliteBroker(Broker):
 
     def source(self, prefetch: int | None = None) -> SqliteSource:
         return self._child(SqliteSource(self))
+
+    def fire_store(self, namespace: str) -> FireStore:
+        """Schedule fire records in this broker (brokerq.embedded.fires)."""
+        from brokerq.embedded.fires import SqliteFireStore
+
+        conf = self.config
+        return SqliteFireStore(conf.path, conf.synchronous, conf.queue, namespace, self._notify)
 
     def _child(self, child: _C) -> _C:
         self._children.add(child)
