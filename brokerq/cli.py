@@ -34,7 +34,9 @@ from brokerq.broker import Broker
 from brokerq.duration import parse_duration
 from brokerq.errors import BrokerError, BrokerqError, ConfigError, NotSupported
 from brokerq.handler import Handler, import_handler
-from brokerq.middleware import LoggingMiddleware, Middleware
+from brokerq.heartbeat import Heartbeat, queue_of
+from brokerq.middleware import LoggingMiddleware, Metrics, Middleware
+from brokerq.web.command import web as web_command
 from brokerq.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -147,12 +149,24 @@ def run(config: str, log_level: str | None) -> None:
     handler = Handler(cfg.handler)
     with cfg.build_broker() as broker:
         broker.check()
+        counts = Metrics()  # the heartbeat reports jobs handled (the dashboard's throughput)
         worker = Worker(
-            broker.source, middleware=_middleware(cfg.middleware), **cfg.worker_options(broker)
+            broker.source,
+            middleware=[*_middleware(cfg.middleware), counts],
+            **cfg.worker_options(broker),
         )
         _install_signals(worker)
         logger.info("%s: consuming from %s with %s", cfg.name, cfg.broker_name, cfg.handler)
-        worker.consume(handler)
+        beat = Heartbeat(
+            broker,
+            name=cfg.name,
+            queue=queue_of(cfg.broker_config),
+            concurrency=worker.concurrency,
+            in_flight=lambda: worker.in_flight,
+            processed=lambda: counts.processed + counts.failed,
+        )
+        with beat:  # `brokerq web` lists live workers from it (brokerq.heartbeat)
+            worker.consume(handler)
 
 
 def _install_signals(worker: Worker) -> None:
@@ -273,3 +287,6 @@ def dead(config: str, requeue: bool, purge: bool, refs: tuple[str, ...], limit: 
                     f"{d.ref or d.message.id}\tattempt={d.message.attempt}\t{d.error}\t{value[:80]}"
                 )
             click.echo(f"{len(letters)} dead letter(s)")
+
+
+main.add_command(web_command)  # brokerq web: the dashboard (brokerq/web/command.py)
