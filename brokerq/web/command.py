@@ -50,6 +50,9 @@ def _fail(code: int, message: str) -> NoReturn:
     help="Serve a non-loopback address without a token (behind your own auth proxy only).",
 )
 @click.option("--refresh", default=5.0, show_default=True, help="Overview refresh, seconds.")
+@click.option(
+    "--sample-every", default=5.0, show_default=True, help="Seconds between chart samples."
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def web(
     configs: tuple[str, ...],
@@ -59,6 +62,7 @@ def web(
     allow_actions: bool,
     insecure_no_auth: bool,
     refresh: float,
+    sample_every: float,
     log_level: str,
 ) -> None:
     """Serve a dashboard of the queues of CONFIG(s): counts, dead letters, jobs, workers.
@@ -88,7 +92,12 @@ def web(
     if warning:
         click.echo(warning, err=True)
     settings = WebSettings(
-        host=host, port=port, token=token, allow_actions=allow_actions, refresh=refresh
+        host=host,
+        port=port,
+        token=token,
+        allow_actions=allow_actions,
+        refresh=refresh,
+        sample_every=max(0.2, sample_every),
     )
 
     try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from brokerq import config as config_mod
-from brokerq.broker import Broker
+from brokerq.broker import Broker, WorkerInfo
 from brokerq.errors import BrokerqError, NotSupported
 
 logger = logging.getLogger(__name__)
@@ -46,10 +46,29 @@ class Card:
 
     stats: Answer[dict[str, int]]
     paused: Answer[bool]
+    workers: Answer[list[WorkerInfo]] = field(default_factory=Answer)
     taken_at: float = field(default_factory=time.time)
+
+    @property
+    def last_beat(self) -> float | None:
+        """Unix time of the freshest heartbeat among the live workers."""
+        beats = [w.last_beat for w in self.workers.value or []]
+        return max(beats) if beats else None
 
     def get(self, name: str) -> int | None:
         return None if self.stats.value is None else self.stats.value.get(name)
+
+    @property
+    def lag(self) -> int | None:
+        """Kafka lag: ``lag`` or the sum of ``lag:<partition>`` keys, else ``pending`` (for kq
+        the messages the group has not committed)."""
+        stats = self.stats.value
+        if stats is None:
+            return None
+        parts = [v for k, v in stats.items() if k.startswith("lag:")]
+        if "lag" in stats:
+            return stats["lag"]
+        return sum(parts) if parts else stats.get("pending")
 
     @property
     def oldest_age(self) -> int | None:
@@ -99,7 +118,8 @@ class Queue:
         """Counts and the paused flag, read now."""
         stats = self.ask("stats", self.broker.stats)
         paused = self.ask("paused", _is_paused, self.broker)
-        return Card(stats=stats, paused=paused)
+        workers = self.ask("workers", self.broker.workers)
+        return Card(stats=stats, paused=paused, workers=workers)
 
     def close(self) -> None:
         with self._lock:

@@ -19,9 +19,13 @@ from dataclasses import dataclass
 from markupsafe import Markup
 
 from brokerq.web.charts import rate_series, sparkline
+from brokerq.web.present import age
 from brokerq.web.queues import Card, Queue
 
 logger = logging.getLogger(__name__)
+
+MIN_SPAN = 60.0
+"""Seconds a chart spans at least (a dashboard started a moment ago)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +77,7 @@ class Sampler:
     def sample(self, queue: Queue) -> Card:
         """Read the queue now, keep the sample, return its card."""
         card = queue.card()
-        handled = _handled(queue)
+        handled = _handled(card)
         depth = None
         if card.stats.value is not None:
             depth = sum(card.stats.value.get(k, 0) for k in ("pending", "delayed", "in_flight"))
@@ -91,29 +95,29 @@ class Sampler:
         return self.sample(queue)
 
     def chart(self, queue: Queue, now: float | None = None) -> tuple[Markup, str]:
-        """``(svg, what it shows)`` over the kept window."""
+        """``(svg, what it shows)`` over the samples kept: the last ``keep`` seconds, or since
+        the first sample when the dashboard started more recently (at least a minute)."""
         now = time.time() if now is None else now
         with self._lock:
             samples = list(self._samples[queue.slug])
+        first = samples[0].at if samples else now
+        span = min(self.keep, max(MIN_SPAN, now - first))
+        window = age(span)
         counted = [(s.at, s.handled) for s in samples if s.handled is not None]
-        minutes = max(1, round(self.keep / 60))
         if len(counted) >= 2:
             rates = rate_series([(t, int(h)) for t, h in counted])
             latest = rates[-1][1] if rates else 0.0
-            label = f"handled/s, last {minutes} min (now {latest:.1f}/s)"
-            return sparkline(rates, span=self.keep, now=now, label=label), label
+            label = f"handled/s, last {window} (now {latest:.1f}/s)"
+            return sparkline(rates, span=span, now=now, label=label), label
         depth = [(s.at, float(s.depth)) for s in samples if s.depth is not None]
-        label = f"depth, last {minutes} min"
-        return sparkline(depth, span=self.keep, now=now, label=label), label
+        label = f"depth (pending + delayed + in flight), last {window}"
+        return sparkline(depth, span=span, now=now, label=label), label
 
 
-def _handled(queue: Queue) -> int | None:
+def _handled(card: Card) -> int | None:
     """Jobs handled so far by the queue's live workers, when their heartbeats say."""
-    answer = (
-        queue.ask("workers", queue.broker.workers) if hasattr(queue.broker, "workers") else None
-    )
-    if answer is None or answer.value is None:
+    if card.workers.value is None:
         return None
-    counts = [getattr(w, "processed", None) for w in answer.value]
+    counts = [getattr(w, "processed", None) for w in card.workers.value]
     known = [int(c) for c in counts if isinstance(c, int)]
     return sum(known) if known else None

@@ -1,9 +1,9 @@
 """The schedules page's data, drawn only when the scheduler (``brokerq.schedule``) is installed.
 
-For each config: its schedules (``WorkerConfig.schedules``) with spec, time zone, the last
-fire the broker recorded and the next fires in the schedule's zone and in UTC. The scheduler
-package owns those rules; this module only asks it, and any part it cannot answer becomes a
-"not supported" line on the page.
+For each config: its schedules (static and provided) with spec, time zone, the last fire the
+broker recorded and the next fires in the schedule's zone and in UTC; "fire now" is an action.
+The scheduler package owns those rules (``brokerq.schedule.provider.scheduler_for``); this
+module only asks it, and any part it cannot answer becomes a line on the page.
 """
 
 from __future__ import annotations
@@ -17,60 +17,72 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from brokerq.errors import NotSupported
+from brokerq.errors import BrokerqError, NotSupported
 from brokerq.web.queues import Answer, Queue
 
 NEXT_FIRES = 3
 
 
-def _scheduler() -> Any:
-    return importlib.import_module("brokerq.schedule")
-
-
-def _last_fire(queue: Queue, name: str) -> datetime | None:
-    """The last recorded fire, through the scheduler's ``last_fire(broker, config, name)``."""
-    last_fire = getattr(_scheduler(), "last_fire", None)
-    if last_fire is None:
-        raise NotSupported("this scheduler version cannot report last fires")
-    value: datetime | None = last_fire(queue.broker, queue.config, name)
-    return value
+def _scheduler_for(queue: Queue) -> Any:
+    """The config's Scheduler (``brokerq.schedule.provider.scheduler_for``): it knows the
+    schedules in force (static and provided), their last fires and how to fire one now."""
+    provider = importlib.import_module("brokerq.schedule.provider")
+    return provider.scheduler_for(queue.config, queue.broker)
 
 
 def describe(queues: Sequence[Queue]) -> list[dict[str, Any]]:
-    """``[{q, items: [{name, spec, timezone, last (Answer), next: [datetime]}]}]``."""
-    now = datetime.now(timezone.utc)
+    """``[{q, items: [{name, spec, timezone, zone, last (Answer), next: [datetime]}], note}]``."""
     sections = []
     for q in queues:
-        items = []
-        for schedule in getattr(q.config, "schedules", None) or []:
-            name = str(getattr(schedule, "name", "?"))
-            upcoming: list[datetime] = []
-            after = now
-            for _ in range(NEXT_FIRES):
-                try:
-                    after = schedule.next_fire(after)
-                except Exception:
-                    break
-                upcoming.append(after)
-            items.append(
-                {
-                    "name": name,
-                    "spec": str(getattr(schedule, "spec", "")),
-                    "timezone": str(getattr(schedule, "timezone", "UTC")),
-                    "zone": getattr(schedule, "zone", timezone.utc),
-                    "last": q.ask("last fire", _last_fire, q, name),
-                    "next": upcoming,
-                }
-            )
-        sections.append({"q": q, "items": items})
+        answer: Answer[list[dict[str, Any]]] = q.ask("schedules", _items, q)
+        sections.append({"q": q, "items": answer.value or [], "answer": answer})
     return sections
 
 
-def _fire_now(queue: Queue, name: str) -> Any:
-    fire_now = getattr(_scheduler(), "fire_now", None)
-    if fire_now is None:
-        raise NotSupported("this scheduler version cannot fire a schedule on demand")
-    return fire_now(queue.broker, queue.config, name)
+def _items(queue: Queue) -> list[dict[str, Any]]:
+    now = datetime.now(timezone.utc)
+    scheduler = _scheduler_for(queue)
+    try:
+        items = []
+        for schedule in scheduler.schedules:
+            upcoming: list[datetime] = []
+            after = now
+            for _ in range(NEXT_FIRES):
+                after = schedule.next_fire(after)
+                upcoming.append(after)
+            items.append(
+                {
+                    "name": str(schedule.name),
+                    "spec": str(schedule.spec),
+                    "timezone": str(schedule.timezone),
+                    "zone": schedule.zone,
+                    "last": _last(scheduler, str(schedule.name)),
+                    "next": upcoming,
+                }
+            )
+        return items
+    finally:
+        scheduler.close()
+
+
+def _last(scheduler: Any, name: str) -> Answer[datetime]:
+    try:
+        return Answer(value=scheduler.last_fire(name))
+    except NotSupported as e:
+        return Answer(unsupported=str(e))
+    except BrokerqError as e:
+        return Answer(error=str(e))
+
+
+def _fire_now(queue: Queue, name: str) -> str:
+    scheduler = _scheduler_for(queue)
+    try:
+        job_id: str = scheduler.fire_now(name)
+    except KeyError:
+        raise NotSupported(f"no schedule {name!r} in {queue.path}") from None
+    finally:
+        scheduler.close()
+    return job_id
 
 
 async def fire(request: Request) -> Response:
@@ -89,7 +101,7 @@ async def fire(request: Request) -> Response:
     form = await checked_form(request, state)
     answer: Answer[Any] = await run_in_threadpool(queue.ask, "fire", _fire_now, queue, name)
     problem = answer.unsupported or answer.error
-    message = f"fire {name}: {problem}" if problem else f"fired {name}"
+    message = f"fire {name}: {problem}" if problem else f"fired {name}: job {answer.value}"
     audit_line(request, state, "fire", slug, name, message)
     return back(form, "/schedules", message)
 

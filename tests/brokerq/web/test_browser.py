@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from brokerq.heartbeat import Heartbeat
 from brokerq.message import Message
 from brokerq.retry import RetryPolicy
 from brokerq.web.queues import Queue
@@ -92,6 +93,7 @@ def dashboard(
             proc.stdout.close()
     log = b"".join(output).decode()
     assert "audit " in log and "action=retry" in log, log  # the retry was audit-logged
+    assert "Traceback" not in log and " ERROR " not in log, log
 
 
 def test_overview_dead_letter_retry_in_chromium(
@@ -113,7 +115,18 @@ def test_overview_dead_letter_retry_in_chromium(
         )
         for i in range(5):
             p.push(f'{{"to": "user{i}@example.com"}}')
-    with running(emails, send, retry=RetryPolicy(max_attempts=2, backoff=0.05, jitter=False)):
+    policy = RetryPolicy(max_attempts=2, backoff=0.05, jitter=False)
+    with (
+        running(emails, send, retry=policy) as worker,
+        Heartbeat(
+            emails,
+            name="emails-worker",
+            queue="emails",
+            concurrency=worker.concurrency,
+            in_flight=lambda: worker.in_flight,
+            every=1.0,
+        ),
+    ):
         wait_for(
             lambda: emails.stats()["dead"] == 1 and emails.stats()["pending"] == 0,
             60,
@@ -130,6 +143,9 @@ def test_overview_dead_letter_retry_in_chromium(
                 30,
                 "five cards",
             )
+            # htmx refreshes the cards by itself (CSP allows our script; no inline code)
+            before = browser.text(".updated")
+            wait_for(lambda: browser.text(".updated") != before, 30, "an htmx refresh")
             browser.screenshot(ARTIFACTS / "overview.png")
             text = browser.text("main")
             for name in ("orders", "emails", "events", "reminders", "reports"):
@@ -145,10 +161,6 @@ def test_overview_dead_letter_retry_in_chromium(
             assert browser.evaluate("document.scrollingElement.scrollTop") == 0
             cell = browser.text("article[data-queue=emails] .cell.hot dd")
             assert cell.strip() == "1", cell
-
-            # htmx refreshes the cards by itself (CSP allows our script; no inline code)
-            before = browser.text(".updated")
-            wait_for(lambda: browser.text(".updated") != before, 30, "an htmx refresh")
 
             browser.goto(f"{url}/q/emails")
             browser.click("table.letters a")
