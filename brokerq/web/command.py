@@ -37,7 +37,8 @@ def _fail(code: int, message: str) -> NoReturn:
 @click.option(
     "--auth-token",
     default=None,
-    help=f"Require this token on every request (or set {TOKEN_ENV}). Needed off loopback.",
+    help=f"Require this token on every request. Needed off loopback. Prefer {TOKEN_ENV}: "
+    "a flag shows in the process list.",
 )
 @click.option(
     "--allow-actions",

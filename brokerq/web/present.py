@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -99,6 +99,17 @@ def local(ts: float | datetime | None) -> str:
     return "—" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
+def moment(ts: float | datetime | None) -> str:
+    """UTC, plus the server's local time when its zone is not UTC (``—`` when unknown)."""
+    at = _moment(ts)
+    if at is None:
+        return "—"
+    here = at.astimezone()
+    if here.utcoffset() == timedelta(0):
+        return utc(at)
+    return f"{local(at)} · {utc(at)}"
+
+
 def _moment(ts: float | datetime | None) -> datetime | None:
     if ts is None:
         return None
@@ -124,5 +135,6 @@ FILTERS = {
     "since": since,
     "utc": utc,
     "local": local,
+    "moment": moment,
     "count": count,
 }
