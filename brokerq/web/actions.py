@@ -102,13 +102,13 @@ def audit_line(
     )
 
 
-def back(form: FormData, fallback: str, message: str) -> Response:
-    """303 to the form's ``next`` (a local path only) carrying ``message``."""
-    target = str(form.get("next", "") or fallback)
-    if not target.startswith("/") or target.startswith("//"):
-        target = fallback
+def back(request: Request, form: FormData, fallback: str, message: str) -> Response:
+    """303 to the form's ``next`` (a local path only) carrying ``message`` and its MAC."""
+    target = security.local_path(str(form.get("next", "") or fallback), fallback)
+    settings = get_state(request).settings
+    query = urlencode({"msg": message, "sig": security.flash_signature(settings, message)})
     sep = "&" if "?" in target else "?"
-    return RedirectResponse(f"{target}{sep}{urlencode({'msg': message})}", status_code=303)
+    return RedirectResponse(f"{target}{sep}{query}", status_code=303)
 
 
 async def queue_action(request: Request) -> Response:
@@ -122,7 +122,7 @@ async def queue_action(request: Request) -> Response:
     answer = await run_in_threadpool(queue.ask, action, call, queue.broker)
     message = _outcome(action, answer)
     audit_line(request, state, action, slug, target, message)
-    return back(form, f"/q/{slug}", message)
+    return back(request, form, f"/q/{slug}", message)
 
 
 async def login_form(request: Request) -> Response:
@@ -160,6 +160,6 @@ def login_page(request: Request, error: str, status: int) -> Response:
         request.url.path if request.url.path != "/login" else "/"
     )
     html = state.env.get_template("login.html").render(
-        {"error": error, "next": target if target.startswith("/") else "/"}
+        {"error": error, "next": security.local_path(target)}
     )
     return PlainTextResponse(html, status_code=status, media_type="text/html")

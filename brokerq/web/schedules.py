@@ -103,7 +103,7 @@ async def fire(request: Request) -> Response:
     problem = answer.unsupported or answer.error
     message = f"fire {name}: {problem}" if problem else f"fired {name}: job {answer.value}"
     audit_line(request, state, "fire", slug, name, message)
-    return back(form, "/schedules", message)
+    return back(request, form, "/schedules", message)
 
 
 def fire_route() -> Route:

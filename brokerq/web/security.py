@@ -66,7 +66,8 @@ def login_cookie(settings: WebSettings) -> str:
 
 
 def who(request: Request, settings: WebSettings) -> str:
-    """How the request authenticated: ``bearer``, ``cookie`` or ``none`` (no token set)."""
+    """How the request authenticated: ``bearer``, ``cookie:<login id>``, ``none`` (no token
+    is set), or ``""`` (not authenticated)."""
     if not settings.token:
         return "none"
     header = request.headers.get("authorization", "")
@@ -78,8 +79,8 @@ def who(request: Request, settings: WebSettings) -> str:
     cookie = request.cookies.get(COOKIE)
     if cookie:
         try:
-            _cookie_signer(settings.token).unsign(cookie, max_age=COOKIE_MAX_AGE)
-            return "cookie"
+            login = _cookie_signer(settings.token).unsign(cookie, max_age=COOKIE_MAX_AGE)
+            return f"cookie:{login.decode()[:8]}"  # one login session, for the audit log
         except BadSignature:
             pass
     return ""
@@ -168,11 +169,29 @@ class SecurityMiddleware:
         return None
 
 
+def local_path(target: str, fallback: str = "/") -> str:
+    """``target`` when it is a path on this site, else ``fallback`` (no open redirect:
+    ``//host``, ``/\\host``, schemes and control characters are refused)."""
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 32 for c in target)
+        or urlsplit(target).netloc
+    ):
+        return fallback
+    return target
+
+
+def flash_signature(settings: WebSettings, message: str) -> str:
+    """A short MAC of a flash line, so only this dashboard can put words on its pages."""
+    mac = hmac.new(settings.secret.encode(), b"flash:" + message.encode(), hashlib.sha256)
+    return mac.hexdigest()[:24]
+
+
 def login_response(settings: WebSettings, request: Request, target: str) -> Response:
     """303 to ``target`` (a local path only) with the signed login cookie set."""
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/"
-    response: Response = HTMLResponse("", status_code=303, headers={"location": target})
+    response: Response = HTMLResponse("", status_code=303, headers={"location": local_path(target)})
     response.set_cookie(
         COOKIE,
         login_cookie(settings),

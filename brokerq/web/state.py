@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +56,21 @@ class State:
             "csrf": security.csrf_token(self.settings) if self.settings.allow_actions else "",
             "queues": self.queues,
             "has_schedules": self.schedules,
-            "flash": request.query_params.get("msg", "")[:300],
+            "flash": self._flash(request),
             "path": request.url.path,
             "logged_in": bool(self.settings.token),
         }
         html = self.env.get_template(template).render({**base, **context})
         return HTMLResponse(html, status_code=status)
+
+    def _flash(self, request: Request) -> str:
+        """The ``msg`` of an action's redirect, only when its ``sig`` is ours (a crafted link
+        cannot put words on the dashboard)."""
+        message = request.query_params.get("msg", "")[:500]
+        given = request.query_params.get("sig", "")
+        if message and hmac.compare_digest(given, security.flash_signature(self.settings, message)):
+            return message
+        return ""
 
 
 def get_state(request: Request) -> State:

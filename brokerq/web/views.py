@@ -16,6 +16,9 @@ from brokerq.broker import DeadLetter
 from brokerq.web.queues import Answer, Queue
 from brokerq.web.state import State, get_state
 
+MAX_PAGE = 200
+"""Pages of dead letters one can page through (the backend lists up to (page + 1) * size)."""
+
 
 def has_schedules() -> bool:
     """True when the scheduler package (``brokerq.schedule``) is installed."""
@@ -34,7 +37,7 @@ def _queue(state: State, slug: str) -> Queue:
 
 def _page(request: Request) -> int:
     try:
-        return max(0, int(request.query_params.get("page", "0")))
+        return min(MAX_PAGE, max(0, int(request.query_params.get("page", "0"))))
     except ValueError:
         return 0
 

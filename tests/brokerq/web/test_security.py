@@ -218,3 +218,28 @@ def test_payload_and_headers_are_capped_and_masked(
     assert letter.count("A") < 5000  # 4 KiB shown of 100 KB
     assert "100,008 bytes" in letter
     assert "pw1" not in letter and "pw2" not in letter and "redis://u:" in letter
+
+
+def test_no_open_redirect_and_no_forged_flash_lines(sqlite_queue: Queue) -> None:
+    from brokerq.web.security import local_path
+
+    for bad in ("//evil.example/x", "/\\evil.example", "https://evil.example", "evil", "/a\r\nb"):
+        assert local_path(bad, "/fallback") == "/fallback", bad
+    assert local_path("/q/jobs?page=2") == "/q/jobs?page=2"
+    client = client_for([sqlite_queue], token="t0k", allow_actions=True)
+    r = client.post("/login", data={"token": "t0k", "next": "/\\evil.example"})
+    assert r.headers["location"] == "/"
+    page = client.get("/", params={"msg": "Your queues were hacked: call +1 555", "sig": "x"})
+    assert "hacked" not in page.text  # only lines the dashboard signed are shown
+
+
+def test_audit_names_the_login_session(
+    sqlite_queue: Queue, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = client_for([sqlite_queue], token="t0k", allow_actions=True)
+    client.post("/login", data={"token": "t0k"})
+    token = csrf_of(client.get("/q/jobs").text)
+    with caplog.at_level(logging.INFO, logger="brokerq.web.audit"):
+        assert client.post("/q/jobs/do/purge", data={"all": "1", "csrf": token}).status_code == 303
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "brokerq.web.audit"]
+    assert re.search(r"who=cookie:\S{8} ", line), line
