@@ -33,7 +33,7 @@ def test_a_beat_lists_the_worker_until_its_ttl_runs_out(
     with make(tmp_path) as broker:
         assert broker.workers() == []
         beat = Heartbeat(
-            broker, name="w1", queue="q1", concurrency=4, in_flight=lambda: 2, every=0.2, ttl=0.6
+            broker, name="w1", queue="q1", concurrency=4, in_flight=lambda: 2, every=0.2, ttl=3
         )
         with beat:
             wait_for(lambda: beat.beats >= 2, 10, "two beats")
@@ -46,7 +46,7 @@ def test_a_beat_lists_the_worker_until_its_ttl_runs_out(
             )
             assert info.host and info.queue == "q1"
             assert time.time() - info.last_beat < 5 and info.started <= info.last_beat
-        wait_for(lambda: broker.workers() == [], 10, "the entry to expire")
+        wait_for(lambda: broker.workers() == [], 30, "the entry to expire")
 
 
 def test_sqlite_heartbeats_are_per_queue_and_shared_by_processes(tmp_path: Path) -> None:
