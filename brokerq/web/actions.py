@@ -6,17 +6,19 @@ result. They end in a 303 back to the page they came from, with the result as a 
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from brokerq.broker import Broker
 from brokerq.web import security
@@ -26,6 +28,8 @@ from brokerq.web.state import State, get_state
 audit = logging.getLogger("brokerq.web.audit")
 
 MAX_REFS = 1000
+WRONG_TOKEN_DELAY = 1.0
+"""Seconds a wrong login token waits before its answer."""
 
 
 def _refs(form: FormData) -> list[str] | None:
@@ -138,14 +142,14 @@ async def login_submit(request: Request) -> Response:
         return RedirectResponse("/", status_code=303)
     form = await request.form(max_files=0, max_fields=5)
     given = str(form.get("token", ""))
-    import hmac
-
+    target = str(form.get("next", "/"))
     if not hmac.compare_digest(given.encode(), state.settings.token.encode()):
         audit_line(request, state, "login", "-", "-", "wrong token")
+        await anyio.sleep(WRONG_TOKEN_DELAY)  # slows guessing down; the token stays the defence
         return login_page(
-            request, "That token is not the one this dashboard was started with.", 401
+            request, "That token is not the one this dashboard was started with.", 401, target
         )
-    return security.login_response(state.settings, request, str(form.get("next", "/")))
+    return security.login_response(state.settings, request, target)
 
 
 async def logout(request: Request) -> Response:
@@ -154,12 +158,15 @@ async def logout(request: Request) -> Response:
     return response
 
 
-def login_page(request: Request, error: str, status: int) -> Response:
+def login_page(request: Request, error: str, status: int, target: str | None = None) -> Response:
+    """The login form (also the body of a 401 for a browser page); ``target``: where to go
+    after logging in (default: the page asked for)."""
     state = get_state(request)
-    target = request.query_params.get("next") or (
-        request.url.path if request.url.path != "/login" else "/"
-    )
+    if target is None:
+        target = request.query_params.get("next") or (
+            request.url.path if request.url.path != "/login" else "/"
+        )
     html = state.env.get_template("login.html").render(
         {"error": error, "next": security.local_path(target)}
     )
-    return PlainTextResponse(html, status_code=status, media_type="text/html")
+    return HTMLResponse(html, status_code=status)
