@@ -33,6 +33,7 @@ class Sample:
     at: float
     depth: int | None
     handled: int | None
+    handled_at: float | None = None  # the freshest heartbeat's time: when ``handled`` was true
 
 
 class Sampler:
@@ -83,7 +84,7 @@ class Sampler:
             depth = sum(card.stats.value.get(k, 0) for k in ("pending", "delayed", "in_flight"))
         with self._lock:
             self._latest[queue.slug] = card
-            self._samples[queue.slug].append(Sample(card.taken_at, depth, handled))
+            self._samples[queue.slug].append(Sample(card.taken_at, depth, handled, card.last_beat))
         return card
 
     def card(self, queue: Queue, max_age: float) -> Card:
@@ -103,7 +104,9 @@ class Sampler:
         first = samples[0].at if samples else now
         span = min(self.keep, max(MIN_SPAN, now - first))
         window = age(span)
-        counted = [(s.at, s.handled) for s in samples if s.handled is not None]
+        # counts change once per heartbeat: time them by the beat, one point per beat
+        beats = {s.handled_at: s.handled for s in samples if s.handled is not None and s.handled_at}
+        counted = sorted(beats.items())
         if len(counted) >= 2:
             rates = rate_series([(t, int(h)) for t, h in counted])
             latest = rates[-1][1] if rates else 0.0

@@ -31,15 +31,19 @@ def test_throughput_chart_when_heartbeats_count_jobs(
 ) -> None:
     (q,) = queues_for(make_config("memory"))
     sampler = Sampler([q], every=5, keep=900)
-    counts = iter([100, 160, 220])
+    beats = iter([(100.0, 100), (100.0, 100), (105.0, 160), (110.0, 220)])
 
     def card_with_counts() -> object:
         card = Queue.card(q)
-        card.workers = Answer(value=[SimpleNamespace(processed=next(counts), last_beat=0.0)])  # type: ignore[list-item]
+        at, processed = next(beats)
+        worker = SimpleNamespace(processed=processed, last_beat=at)
+        card.workers = Answer(value=[worker])  # type: ignore[list-item]
         return card
 
     q.card = card_with_counts  # type: ignore[method-assign]
-    for _ in range(3):
+    for _ in range(4):
         sampler.sample(q)
-    svg, label = sampler.chart(q)
-    assert label.startswith("handled/s") and "<polyline" in svg
+    svg, label = sampler.chart(q, now=110.0)
+    # two samples of one beat count once: 60 jobs per 5 s beat = 12/s
+    assert label.startswith("handled/s") and "(now 12.0/s)" in label
+    assert "<polyline" in svg
