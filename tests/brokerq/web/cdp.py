@@ -67,6 +67,7 @@ class Browser:
             stderr=subprocess.STDOUT,
         )
         self._ids = itertools.count(1)
+        self.console: list[str] = []  # console errors, exceptions, CSP violations
         port_file = profile / "DevToolsActivePort"
         try:
             wait_for(lambda: port_file.exists() and port_file.read_text().strip(), 30, "chromium")
@@ -74,6 +75,7 @@ class Browser:
             self.ws = websocket.create_connection(self._page_socket(port), timeout=30)
             self.call("Page.enable")
             self.call("Runtime.enable")
+            self.call("Log.enable")  # CSP violations and network errors arrive as log entries
             self.call(
                 "Emulation.setDeviceMetricsOverride",
                 {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
@@ -81,7 +83,6 @@ class Browser:
         except BaseException:
             self.close()
             raise
-        self.console: list[str] = []
 
     @staticmethod
     def _page_socket(port: int) -> str:
@@ -109,6 +110,12 @@ class Browser:
             if reply.get("method") == "Runtime.consoleAPICalled":
                 args = reply["params"].get("args", [])
                 self.console.append(" ".join(str(a.get("value", "")) for a in args))
+            elif reply.get("method") == "Log.entryAdded":
+                entry = reply["params"]["entry"]
+                if entry.get("level") in ("error", "warning"):
+                    self.console.append(
+                        f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}"
+                    )
             elif reply.get("method") == "Runtime.exceptionThrown":
                 self.console.append(json.dumps(reply["params"].get("exceptionDetails", {}))[:500])
 

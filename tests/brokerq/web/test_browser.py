@@ -201,3 +201,52 @@ def test_overview_dead_letter_retry_in_chromium(
             assert browser.console == [], browser.console  # no CSP violation, no JS error
         finally:
             browser.close()
+
+
+def test_login_form_then_pages_and_assets_with_the_cookie(
+    chromium: str, make_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "brokerq", "web", str(make_config("sqlite")), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "BROKERQ_WEB_TOKEN": "browser-token"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    browser = Browser(chromium, tmp_path / "profile")
+    try:
+        wait_for(lambda: _listening(port), 60, "brokerq web to listen")
+        browser.goto(f"{url}/q/jobs")
+        assert browser.evaluate("document.querySelector('form[action=\"/login\"]') !== null")
+        assert [line for line in browser.console if "401" not in line] == []  # the page's own 401
+        browser.console.clear()
+        browser.evaluate(
+            "document.querySelector('input[name=token]').value = 'browser-token';"
+            "document.querySelector('form[action=\"/login\"]').submit()"
+        )
+        wait_for(
+            lambda: browser.ready("/q/jobs") and "jobs" in browser.text("main"),
+            30,
+            "the queue page after logging in",
+        )
+        # the stylesheet and htmx came through with the cookie (both need the token)
+        assert browser.evaluate("typeof htmx") == "object"
+        bar = browser.evaluate(
+            "getComputedStyle(document.querySelector('header.bar')).backgroundColor"
+        )
+        assert bar == "rgb(31, 41, 55)", bar
+        cookie = browser.call("Network.getCookies", {"urls": [url]})["cookies"]
+        assert [(c["httpOnly"], c["sameSite"]) for c in cookie] == [(True, "Strict")]
+        assert browser.console == [], browser.console
+    finally:
+        browser.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
