@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -134,8 +135,16 @@ class Browser:
         return ready == "complete" and path.startswith(path_prefix)
 
     def goto(self, url: str, timeout: float = 30) -> None:
+        """Navigate and wait until the new document (not the one before it) has loaded."""
+        marker = f"brokerq-{next(self._ids)}"
+        self.evaluate(f"window.__left = {json.dumps(marker)}")  # gone once the new page is in
         self.call("Page.navigate", {"url": url})
-        wait_for(lambda: self.ready(), timeout, f"{url} to load")
+        path = urllib.parse.urlsplit(url).path or "/"
+        wait_for(
+            lambda: self.evaluate("window.__left === undefined") and self.ready(path),
+            timeout,
+            f"{url} to load",
+        )
 
     def click(self, selector: str) -> None:
         found = self.evaluate(
