@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Callable
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, TimestampSigner
@@ -27,6 +29,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from brokerq.web.settings import WebSettings
+
+audit = logging.getLogger("brokerq.web.audit")
 
 COOKIE = "brokerq_web"
 COOKIE_MAX_AGE = 12 * 3600
@@ -162,6 +166,14 @@ class SecurityMiddleware:
             and path not in OPEN_PATHS
             and not self.settings.allow_actions
         ):
+            audit.info(
+                "audit when=%s who=%s from=%s action=refused target=%s %s result=read-only",
+                datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                who(request, self.settings) or "anonymous",
+                request.client.host if request.client else "?",
+                request.method,
+                path[:200],
+            )
             return PlainTextResponse(
                 "403: read-only dashboard (start it with --allow-actions to change state)\n",
                 status_code=403,

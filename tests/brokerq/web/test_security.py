@@ -38,13 +38,16 @@ def csrf_of(html: str) -> str:
 
 @pytest.mark.parametrize("action", sorted(ACTIONS))
 def test_read_only_refuses_every_action_and_draws_no_button(
-    sqlite_queue: Queue, action: str
+    sqlite_queue: Queue, action: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = client_for([sqlite_queue])
     page = client.get("/q/jobs").text
     assert "data-action=" not in page and 'name="csrf"' not in page
-    r = client.post(f"/q/jobs/do/{action}", data={**ACTIONS[action], "csrf": "x"})
+    with caplog.at_level(logging.INFO, logger="brokerq.web.audit"):
+        r = client.post(f"/q/jobs/do/{action}", data={**ACTIONS[action], "csrf": "x"})
     assert r.status_code == 403
+    (line,) = [rec.getMessage() for rec in caplog.records if rec.name == "brokerq.web.audit"]
+    assert "action=refused" in line and f"/q/jobs/do/{action}" in line and "read-only" in line
     assert sqlite_queue.broker.stats()["dead"] == 1  # nothing changed
 
 
