@@ -93,3 +93,26 @@ def test_an_unreachable_broker_is_a_line_not_a_crash(
         r = client.get(page.replace("/q/jobs", "/q/down"))
         assert r.status_code == 200, page
     assert "127.0.0.1:1" in client.get("/dead").text
+
+
+def test_dead_letters_are_paged(
+    make_config: Callable[..., Path], queues_for: Callable[..., list[Queue]]
+) -> None:
+    from brokerq.outcome import Failure
+
+    (q,) = queues_for(make_config("memory"))
+    with q.broker.producer() as p:
+        for i in range(12):
+            p.push(f"job {i}")
+    with q.broker.source() as s:
+        for _ in range(12):
+            d = s.receive(5)
+            assert d is not None
+            s.dead(d, Failure("Boom", "x"))
+    client = client_for([q], page_size=5)
+    pages = [client.get("/q/jobs", params={"page": n}).text for n in range(3)]
+    rows = [re.findall(r'data-ref="([^"]+)"', page) for page in pages]
+    assert [len(r) for r in rows] == [5, 5, 2]
+    assert len({ref for r in rows for ref in r}) == 12
+    assert "next page" in pages[0] and "next page" not in pages[2]
+    assert "previous page" in pages[1] and "previous page" not in pages[0]
