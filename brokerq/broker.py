@@ -327,6 +327,7 @@ class WorkerInfo:
     last_beat: float
     in_flight: int = 0
     queue: str = ""
+    processed: int = 0  # messages handled since the worker started
 
 
 class Broker(_Closable):

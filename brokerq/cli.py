@@ -35,8 +35,10 @@ from brokerq.broker import Broker
 from brokerq.duration import parse_duration
 from brokerq.errors import BrokerError, BrokerqError, ConfigError, NotSupported
 from brokerq.handler import import_handler
-from brokerq.middleware import LoggingMiddleware, Middleware
+from brokerq.heartbeat import Heartbeat, queue_of
+from brokerq.middleware import LoggingMiddleware, Metrics, Middleware
 from brokerq.supervisor import Supervisor
+from brokerq.web.command import web as web_command
 from brokerq.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -169,12 +171,24 @@ def run(config: str, log_level: str | None, processes: int | None, no_schedules:
     handler = cfg.build_handler()
     with cfg.build_broker() as broker:
         broker.check()
+        counts = Metrics()  # the heartbeat reports jobs handled (the dashboard's throughput)
         worker = Worker(
-            broker.source, middleware=_middleware(cfg.middleware), **cfg.worker_options(broker)
+            broker.source,
+            middleware=[*_middleware(cfg.middleware), counts],
+            **cfg.worker_options(broker),
         )
         _install_signals(worker)
         logger.info("%s: consuming from %s with %s", cfg.name, cfg.broker_name, handler.name)
-        with cli_schedule.beside(cfg, broker, enabled=not no_schedules):
+        beat = Heartbeat(
+            broker,
+            name=cfg.name,
+            queue=queue_of(cfg.broker_config),
+            concurrency=worker.concurrency,
+            in_flight=lambda: worker.in_flight,
+            processed=lambda: counts.processed + counts.failed,
+        )
+        # `brokerq web` lists live workers from the heartbeat (brokerq.heartbeat)
+        with cli_schedule.beside(cfg, broker, enabled=not no_schedules), beat:
             worker.consume(handler)
 
 
@@ -299,3 +313,4 @@ def dead(config: str, requeue: bool, purge: bool, refs: tuple[str, ...], limit: 
 
 
 cli_schedule.register(main, errors_to_exit, _setup_logging)
+main.add_command(web_command)  # brokerq web: the dashboard (brokerq/web/command.py)

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import greenstalk
 
-from brokerq.broker import Broker, DeadLetter, Source
+from brokerq.broker import Broker, DeadLetter, Source, WorkerInfo
 from brokerq.broker import Producer as PushProducer
 from brokerq.errors import ConnectionFailed, DecodeError
 from brokerq.message import Message
-from brokerq_beanstalk import codec
+from brokerq_beanstalk import codec, workers
 from brokerq_beanstalk.config import Beanstalk, DqConf, split_endpoint
 from brokerq_beanstalk.consumer import make_source
 from brokerq_beanstalk.guard import Guard
@@ -86,6 +86,18 @@ class BeanstalkBroker(Broker):
         if self._guard is not None:
             self._guard.close()
             self._guard = None
+
+    # -- live workers (brokerq.heartbeat) ---------------------------------------------------
+    def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """A Redis key per worker with a ``ttl`` expiry (brokerq_beanstalk.workers)."""
+        workers.beat(self.guard.client, self.conf.redis.prefix, self._tube, info, ttl)
+
+    def workers(self) -> list[WorkerInfo]:
+        return workers.live(self.guard.client, self.conf.redis.prefix, self._tube)
+
+    @property
+    def _tube(self) -> str:
+        return self.conf.beanstalks[0].tube if self.conf.beanstalks else ""
 
     # -- admin ------------------------------------------------------------------------------
     @contextmanager

@@ -25,8 +25,10 @@ from brokerq.broker import (
     Delivery,
     Producer,
     Source,
+    WorkerInfo,
     refuse_options,
 )
+from brokerq.embedded._workers import LiveWorkers
 from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError
 from brokerq.headers import with_options
@@ -68,6 +70,7 @@ class MemoryBroker(Broker):
         self._seq = itertools.count()
         self._tokens = itertools.count(1)
         self._closed = False
+        self._live = LiveWorkers()
 
     # -- building blocks ---------------------------------------------------------------------
     def producer(self) -> MemoryProducer:
@@ -103,6 +106,14 @@ class MemoryBroker(Broker):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+    # -- live workers (brokerq.heartbeat) ---------------------------------------------------
+    def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """Keep ``info`` for ``ttl`` seconds (in this process only, like every memory job)."""
+        self._live.beat(info, ttl)
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._live.live()
 
     # -- inspection --------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:

@@ -36,9 +36,11 @@ from brokerq.broker import (
     Delivery,
     Producer,
     Source,
+    WorkerInfo,
     refuse_options,
 )
 from brokerq.embedded import _sqlite_db as sql
+from brokerq.embedded import _workers
 from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError, ConfigError, ConnectionFailed, DeliveryError
 from brokerq.headers import with_options
@@ -130,6 +132,17 @@ class SqliteBroker(Broker):
             child.close()
         self._admin.close()
         self._notify()
+
+    # -- live workers (brokerq.heartbeat) ---------------------------------------------------
+    def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """Upsert this worker's row in the ``workers`` table, live for ``ttl`` seconds."""
+        with self._admin.use("heartbeat") as conn:
+            _workers.sqlite_beat(conn, self.queue, info, ttl)
+
+    def workers(self) -> list[WorkerInfo]:
+        """Workers of this queue whose heartbeat row has not expired."""
+        with self._admin.use("workers") as conn:
+            return _workers.sqlite_live(conn, self.queue)
 
     # -- wakeups inside one process ----------------------------------------------------------
     def _notify(self) -> None:
