@@ -9,16 +9,20 @@ brokerq_beanstalk.deadletters) open short-lived connections of their own.
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from brokerq.broker import Broker, Capabilities, DeadLetter
+from brokerq.broker import Broker, Capabilities, DeadLetter, WorkerInfo
 from brokerq.errors import ConnectionFailed
+from brokerq_beanstalk import workers
 from brokerq_beanstalk.admin import node_states, tube_stats
 from brokerq_beanstalk.config import DqConf
 from brokerq_beanstalk.deadletters import DeadLetters
 from brokerq_beanstalk.guard import Guard
 from brokerq_beanstalk.producer import Producer
 from brokerq_beanstalk.source import BeanstalkSource
+
+if TYPE_CHECKING:
+    from brokerq_beanstalk.fires import BeanstalkFireStore
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +82,12 @@ class BeanstalkBroker(Broker):
             prefetch=8 if prefetch is None else prefetch,
         )
 
+    def fire_store(self, namespace: str) -> BeanstalkFireStore:
+        """Schedule fires claimed in Redis, written to beanstalkd (brokerq_beanstalk.fires)."""
+        from brokerq_beanstalk.fires import BeanstalkFireStore
+
+        return BeanstalkFireStore(self.conf, namespace)
+
     def worker_options(self) -> dict[str, Any]:
         """Deprecated ``dq.concurrency`` / ``dq.retry``, when written in the section."""
         written = self.conf.model_fields_set
@@ -92,6 +102,14 @@ class BeanstalkBroker(Broker):
         if self._guard is not None:
             self._guard.close()
             self._guard = None
+
+    # -- live workers (brokerq.heartbeat) ---------------------------------------------------
+    def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """A Redis key per worker with a ``ttl`` expiry (brokerq_beanstalk.workers)."""
+        workers.beat(self.guard.client, self.conf.redis.prefix, self.queue, info, ttl)
+
+    def workers(self) -> list[WorkerInfo]:
+        return workers.live(self.guard.client, self.conf.redis.prefix, self.queue)
 
     # -- admin ------------------------------------------------------------------------------
     def check(self) -> None:
