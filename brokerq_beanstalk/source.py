@@ -13,12 +13,12 @@ Per batch of copies reserved by one node thread (one pipelined send, see ``_node
 5. hand the job to the core ``Dispatcher``: it waits there until its exact due time, then
    goes out lowest priority first (the job's own, from its envelope).
 
-Flow control: a node reserves only while some thread waits in ``receive`` for work, in
-batches, up to ``prefetch`` jobs per node (every node reserves its own copy of each job, so
-a round brings in at most ``prefetch`` distinct jobs per node); a job that is due but that
-no thread of this process takes within ``GIVE_BACK_AFTER`` seconds is given back (claim
-dropped, copy released) so another process runs it: a busy process never sits on due jobs
-(no head-of-line blocking).
+Flow control: nodes reserve in batches, up to ``prefetch`` jobs per node (every node
+reserves its own copy of each job, so a round brings in at most ``prefetch`` distinct jobs
+per node). A job that is due but that no thread of this process takes within
+``GIVE_BACK_AFTER`` seconds is given back (claim dropped, copy released) so another process
+runs it, and from then on this process reserves only while a thread waits for work: a busy
+process never sits on due jobs (no head-of-line blocking).
 
 Settling carries out the Worker's outcome, never another: ``ack`` marks done then deletes
 the copy; ``retry`` records attempt + due time, drops the claim and releases the copy (at
@@ -92,6 +92,7 @@ class BeanstalkSource(Source):
         self._takers = 0  # threads waiting in receive
         self._claiming = 0  # jobs registered by node threads, not yet in the dispatcher
         self._want_room = False
+        self._gave_back = False  # due jobs were given back since a thread last asked for one
         self._stopping = threading.Event()
         self._redis = RedisPause()
         self._started = False
@@ -104,6 +105,7 @@ class BeanstalkSource(Source):
         while True:
             with self._lock:
                 self._takers += 1
+                self._gave_back = False
                 wake, self._want_room = self._want_room, False
             if wake:
                 for node in self._nodes:
@@ -194,20 +196,15 @@ class BeanstalkSource(Source):
         return {n.endpoint: "up" if n.up else f"down: {n.error}" for n in self._nodes}
 
     def on_node_state(self, node: Node) -> None:
-        up = sum(n.up for n in self._nodes)
+        up, total = sum(x.up for x in self._nodes), len(self._nodes)
         if node.up:
-            logger.info(
-                "beanstalkd %s up: consuming from %d of %d nodes",
-                node.endpoint,
-                up,
-                len(self._nodes),
-            )
+            logger.info("beanstalkd %s up: consuming from %d of %d nodes", node.endpoint, up, total)
         else:
             logger.warning(
                 "beanstalkd %s down: consuming from %d of %d nodes, reconnecting in the background",
                 node.endpoint,
                 up,
-                len(self._nodes),
+                total,
             )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -223,14 +220,17 @@ class BeanstalkSource(Source):
         self._claims.start()
 
     def reserve_room(self) -> int:
-        """How many copies a node thread may reserve now: none while every thread is busy
-        (other processes take the jobs), while Redis is down, or while the buffer is more
-        than half full (batches); else up to ``prefetch`` per node minus what is held."""
+        """How many copies a node thread may reserve now: none while Redis is down, while the
+        buffer is more than half full (batches), or, once due jobs had to be given back,
+        while every thread is busy (other processes take the jobs); else up to ``prefetch``
+        per node minus what is held."""
         if self._stopping.is_set() or self._redis.paused():
             return 0
         ready, delayed = self._ready.counts()
         ready += self._claiming
-        room = self._budget - ready if self._takers > ready else 0
+        room = self._budget - ready
+        if self._gave_back and self._takers <= ready:
+            room = 0  # jobs had to be given back: reserve only for threads that wait
         if room <= 0 or (ready and room < self._budget // 2) or delayed >= self.max_held:
             # reserve in batches (half the budget), or at once when nothing is ready
             self._want_room = True  # the next thread that waits in receive wakes the nodes
@@ -353,6 +353,7 @@ class BeanstalkSource(Source):
             return
         for d in self._ready.remove(lambda d: d.handle.ready_at <= limit):
             logger.debug("job %s: no thread free to start it, given back", d.message.id)
+            self._gave_back = True
             self.release(d)
 
     # -- settling ---------------------------------------------------------------------------
