@@ -35,6 +35,7 @@ from brokerq.duration import parse_duration
 from brokerq.errors import BrokerError, BrokerqError, ConfigError, NotSupported
 from brokerq.handler import Handler, import_handler
 from brokerq.middleware import LoggingMiddleware, Middleware
+from brokerq.secrets import MaskingFilter, mask
 from brokerq.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _fail(code: int, message: str) -> None:
-    click.echo(f"brokerq: error: {message}", err=True)
+    click.echo(f"brokerq: error: {mask(message)}", err=True)
     sys.exit(code)
 
 
@@ -89,6 +90,8 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:  # secrets never reach a log line
+        handler.addFilter(MaskingFilter())
 
 
 def _middleware(specs: list[str]) -> list[Middleware]:
