@@ -66,10 +66,16 @@ def kafka_cluster() -> str:
     return KAFKA_CLUSTER
 
 
-def admin(bootstrap: str = KAFKA_CLUSTER) -> Any:
+_ADMIN: list[Any] = []
+
+
+def admin() -> Any:
+    """One AdminClient for the cluster, kept alive (its futures die with it)."""
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": bootstrap})
+    if not _ADMIN:
+        _ADMIN.append(AdminClient({"bootstrap.servers": KAFKA_CLUSTER}))
+    return _ADMIN[0]
 
 
 def topic_state(topic: str) -> dict[int, tuple[int, list[int]]]:
