@@ -32,6 +32,7 @@ from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
 from brokerq.errors import ConnectionFailed
+from brokerq.secrets import mask_url
 from brokerq_beanstalk.config import RedisConf, split_endpoint
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,13 @@ def connect(conf: RedisConf) -> Any:
     return redis.Redis.from_url(url, **opts)
 
 
+def describe(conf: RedisConf) -> str:
+    """Where the guard lives, for messages: the URL without its password, or the sentinels."""
+    if conf.sentinel is not None:
+        return f"sentinel master {conf.sentinel.master!r} via {','.join(conf.sentinel.nodes)}"
+    return ("cluster " if conf.cluster else "") + mask_url(conf.url)
+
+
 def _closed_gate() -> Any:
     gate = threading.Lock()  # a held lock: cheaper to wait on than an Event
     gate.acquire()
@@ -127,8 +135,10 @@ class Guard:
         claim_ttl: float = 15.0,
         done_ttl: float = 7 * 86400.0,
         dead_ttl: float = 30 * 86400.0,
+        endpoint: str = "",
     ) -> None:
         self.client = client
+        self.endpoint = endpoint  # where, for errors (no credentials)
         self.prefix = prefix
         self.claim_ms = int(claim_ttl * 1000)
         self.done_ms = int(done_ttl * 1000)
@@ -142,7 +152,7 @@ class Guard:
 
     @classmethod
     def from_conf(cls, conf: RedisConf, **ttls: float) -> Guard:
-        return cls(connect(conf), conf.prefix, **ttls)
+        return cls(connect(conf), conf.prefix, endpoint=describe(conf), **ttls)
 
     def key(self, job_id: str, kind: str) -> str:
         return f"{self.prefix}{{{job_id}}}:{kind}"
@@ -349,7 +359,8 @@ class Guard:
         try:
             self.client.ping()
         except redis.RedisError as e:
-            raise ConnectionFailed(f"redis: {e}") from e
+            where = f" {self.endpoint}" if self.endpoint else ""
+            raise ConnectionFailed(f"redis{where}: {e}") from e
 
     def close(self) -> None:
         try:
