@@ -10,6 +10,7 @@
 #   $SD/secure/keystore.password       their password
 #   $SD/secure/kafka.password          SCRAM-SHA-512 password of Kafka user "brokerq"
 #   $SD/secure/redis.password          password of the Redis ACL user "brokerq"
+#   $SD/secure/compose.env             the keystore password for compose/cluster.yml
 #
 # Secrets are random, made once, mode 600, and never printed by the scripts.
 
@@ -46,6 +47,8 @@ ensure_certs() {
       ossl pkcs12 -export -in "$n.pem" -inkey "$n.key" -certfile ca.pem -name "$n" \
         -passout "file:keystore.password" -out "$n.p12"
     done
+    # for compose/cluster.yml (docker compose --env-file cannot read a secret from a file)
+    printf 'KAFKA_SSL_KEYSTORE_PASSWORD=%s\n' "$(cat keystore.password)" > compose.env
     # readable by the services we start (same user) and the tests; nothing else
     chmod 600 ./*
     touch .complete
