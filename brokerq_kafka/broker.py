@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from typing import Any, ClassVar
@@ -74,9 +75,14 @@ class KafkaBroker(Broker):
         specific = [r for r in reasons if r.code() != KafkaError._ALL_BROKERS_DOWN]
         if not specific:
             return f"no answer within 5s: {e}"
-        first = specific[0]
-        if first.code() == KafkaError._SSL:
-            host, _, port = self.conf.brokers[0].rpartition(":")
+        text = str(specific[0].str()).split(" (after ")[0]
+        tls = str(self.conf.security().get("security.protocol", "")).endswith("SSL")
+        if tls and ("SSL" in text or "certificate" in text):
+            # librdkafka says "certificate verify failed" for every cause: ask OpenSSL why
+            where = re.search(r"://([^/\s]+):(\d+)/", text)
+            host, port = (
+                (where.group(1), where.group(2)) if where else self.conf.brokers[0].rsplit(":", 1)
+            )
             precise = handshake_error(
                 host.strip("[]"),
                 int(port),
@@ -86,8 +92,8 @@ class KafkaBroker(Broker):
                 check_hostname=self.conf.ssl_check_hostname,
             )
             if precise:
-                return f"{self.conf.brokers[0]}: {precise}"
-        return str(first.str()).split(" (after ")[0]
+                return f"{host}:{port}: {precise}"
+        return text
 
     def stats(self) -> dict[str, int]:
         """pending: messages not yet committed by the group; dead: dead letters still listed."""
