@@ -24,8 +24,14 @@ __all__ = ["MASK", "MaskingFilter", "mask", "mask_url", "read_secret_file", "reg
 
 MASK = "***"
 
-# scheme://[user][:password]@  -- the password part (or a lone user part that is a token)
-_URL_CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)(?P<pw>[^@\s/]+)@")
+# scheme://user:password@ (the password is masked) or scheme://token@ (a lone user-info part
+# is often a token: masked whole)
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+# password=..., ?token=..., "secret": ... -- the value is masked
+_PARAM = re.compile(
+    r"(?i)(?P<name>[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|credentials?))"
+    r"(?P<sep>\s*[=:]\s*)(?P<value>[^&\s;,'\"]+)"
+)
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -46,13 +52,22 @@ def register(secret: str | None) -> None:
         _pattern = re.compile("|".join(re.escape(s) for s in ordered))
 
 
+def _userinfo(m: re.Match[str]) -> str:
+    user, sep, _ = m.group("userinfo").partition(":")
+    return f"{m.group('scheme')}{user}:{MASK}@" if sep else f"{m.group('scheme')}{MASK}@"
+
+
 def mask_url(url: str) -> str:
-    """``url`` with the password of its ``user:password@`` part replaced by ``***``."""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('head')}{MASK}@", url)
+    """``url`` (or any text holding URLs) with the credentials of every URL masked:
+    ``user:password@`` keeps the user, a lone ``token@`` is masked whole, and the values of
+    ``password=``-like query parameters too."""
+    if "@" in url:
+        url = _URL_USERINFO.sub(_userinfo, url)
+    return _PARAM.sub(lambda m: f"{m.group('name')}{m.group('sep')}{MASK}", url)
 
 
 def mask(text: str) -> str:
-    """``text`` with every registered secret and every URL password replaced by ``***``."""
+    """``text`` with every registered secret, URL credential and ``password=`` value masked."""
     pattern = _pattern
     if pattern is not None:
         text = pattern.sub(MASK, text)

@@ -22,7 +22,9 @@ from brokerq_kafka.config import KqConf
         ("redis://:pw@host:6379/0", "redis://:***@host:6379/0"),
         ("rediss://app:s3cr%40t@cache:6380/0", "rediss://app:***@cache:6380/0"),
         ("redis://host:6379/0", "redis://host:6379/0"),
-        ("redis://user@host", "redis://user@host"),
+        ("https://ghp_token@host/x", "https://***@host/x"),
+        ("amqp://h/vhost?password=pw&x=1", "amqp://h/vhost?password=***&x=1"),
+        ("sasl.password: pw2 and token=abc", "sasl.password: *** and token=***"),
         ("see redis://u:p@a:1 and kafka://x:y@b:2", "see redis://u:***@a:1 and kafka://x:***@b:2"),
     ],
 )

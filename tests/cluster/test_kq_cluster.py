@@ -9,6 +9,7 @@ bounded by the largest handled-minus-committed gap sampled during the run (the i
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -33,6 +34,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.slow]
 
 N = 50_000
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+
+
+def coordinator_of(group: str) -> int:
+    """The broker id coordinating ``group``."""
+    from tests.cluster.conftest import admin
+
+    (future,) = admin().describe_consumer_groups([group]).values()
+    return int(future.result(timeout=10).coordinator.id)
 
 
 def leader_of(topic: str, partition: int = 0) -> str:
@@ -101,7 +110,7 @@ class Handled:
         self.lock = threading.Lock()
 
     def __call__(self, msg: Message) -> None:
-        time.sleep(0.001)
+        time.sleep(float(os.environ.get("BQ_TEST_HANDLER_SLEEP", "0.001")))
         with self.lock:
             self.seen[msg.value] += 1
 
@@ -112,7 +121,8 @@ class Handled:
 
 @contextmanager
 def in_flight_sampler(broker: KafkaBroker, handled: Handled) -> Iterator[list[int]]:
-    """Samples (handled - committed) every 0.2 s; yields the list of samples."""
+    """Samples handled - committed every 0.2 s (the last committed sum read while the
+    coordinator is down); yields the list of samples."""
     from confluent_kafka import TopicPartition
 
     samples: list[int] = []
@@ -121,12 +131,15 @@ def in_flight_sampler(broker: KafkaBroker, handled: Handled) -> Iterator[list[in
 
     def sample() -> None:
         parts = [TopicPartition(broker.conf.topic, p) for p in range(3)]
+        committed: dict[int, int] = {}  # partition → the last committed offset we could read
         while not stop.wait(0.2):
             try:
-                committed = sum(max(0, tp.offset) for tp in reader.committed(parts, timeout=2))
-            except Exception:  # the coordinator may be the killed broker
-                continue
-            samples.append(handled.unique() - committed)
+                for tp in reader.committed(parts, timeout=1):
+                    if tp.error is None and tp.offset >= 0:
+                        committed[tp.partition] = tp.offset
+            except Exception:  # the coordinator is down: commits are not landing either
+                pass
+            samples.append(handled.unique() - sum(committed.values()))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -157,22 +170,29 @@ def conf(topic: str) -> KqConf:
 
 
 def test_leader_killed_during_consume(cluster_topic: str, services: Services) -> None:
+    """The victim leads a partition of the topic and is also the group's coordinator (the
+    harder case: the consumer's session times out, its partitions are lost and reassigned)."""
     push_all(cluster_topic, N)
-    victim = leader_of(cluster_topic)
     broker = KafkaBroker(conf(cluster_topic))
     handled = Handled()
+    victim = "?"
     try:
         with (
             in_flight_sampler(broker, handled) as samples,
             running(broker, handled, concurrency=8),
         ):
             wait_until(lambda: handled.unique() >= N // 3, 120, "no progress before the kill")
+            coordinator = coordinator_of(broker.conf.group)
+            leaders = {leader for leader, _ in topic_state(cluster_topic).values()}
+            assert coordinator in leaders, (coordinator, leaders)
+            victim = f"kafka-c{coordinator}"
             services.kill(victim)
             wait_until(lambda: handled.unique() >= N, 240, f"only {handled.unique()} of {N}")
             time.sleep(3.0)  # late duplicates would show here
     finally:
         broker.close()
-        restore(services, victim, cluster_topic)
+        if victim != "?":
+            restore(services, victim, cluster_topic)
     dups = sum(c - 1 for c in handled.seen.values() if c > 1)
     window = max(samples, default=0)
     print(
