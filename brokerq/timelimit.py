@@ -1,14 +1,14 @@
 """Time limits: a watchdog that interrupts handlers past their limit and replaces stuck ones.
 
-Each worker thread owns a ``Slot``. While its handler runs the slot records the delivery and
-its limit (the message's ``brokerq-time-limit`` header, else the worker's ``time_limit``).
+Each worker thread owns a ``Slot``. While its handler runs the slot records the deliveries
+it handles (one, or a batch) and its limit (the message's ``brokerq-time-limit`` header, else the worker's ``time_limit``).
 
 - At the limit, a **sync** handler gets ``TimeLimitExceeded`` raised in its thread
   (``PyThreadState_SetAsyncExc``: checked between bytecodes, as dramatiq's TimeLimit
   middleware does). An **async** handler is cancelled by its own ``asyncio.wait_for``
   (brokerq.handler), so the watchdog leaves it alone until the grace runs out.
 - At limit + ``grace`` a handler still running cannot be interrupted (blocked in C): the
-  watchdog calls ``on_abandon(slot)``; the Worker settles the delivery as failed with
+  watchdog calls ``on_abandon(slot, deliveries)``; the Worker settles them as failed with
   ``TimeLimitExceeded`` and starts a fresh thread, so ``concurrency`` stays N. The
   delivery's ``deadline`` is limit + grace, and sources never renew a lease or claim past it.
 
@@ -30,6 +30,7 @@ from brokerq.errors import TimeLimitExceeded
 
 logger = logging.getLogger(__name__)
 
+_monotonic = time.monotonic
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
 # The same C function, called with NULL to clear an exception that was set but not raised
@@ -40,42 +41,45 @@ _clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void
 
 
 class Slot:
-    """One worker thread's place; touched by that thread and the watchdog, under ``lock``."""
+    """One worker thread's place. Its thread sets ``current`` while a handler runs and
+    clears it in ``leave`` (one assignment each, no lock on that path: it runs for every
+    message). The watchdog interrupts under ``lock`` in this order: raise ``interrupted``,
+    check that ``current`` is still the handling it timed, fire (or lower the flag again).
+    ``leave`` clears ``current`` and then reads ``interrupted``: when set, it takes the lock
+    and clears a fired exception, so one never lands after ``leave`` returned."""
 
-    __slots__ = (
-        "abandoned",
-        "delivery",
-        "interrupted",
-        "is_async",
-        "limit",
-        "lock",
-        "started",
-        "thread_id",
-    )
+    __slots__ = ("abandoned", "current", "interrupted", "lock", "thread_id", "unix_offset")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.thread_id = 0
-        self.delivery: Delivery[Any] | None = None
-        self.started = 0.0  # monotonic
-        self.limit: float | None = None
-        self.is_async = False
+        # unix time = monotonic + unix_offset: one clock read per message, not two (a clock
+        # read costs more than the rest of enter/leave together)
+        self.unix_offset = time.time() - time.monotonic()
+        # (deliveries, started (monotonic), limit, is_async) while a handler runs
+        self.current: tuple[list[Delivery[Any]], float, float | None, bool] | None = None
         self.interrupted = False
         self.abandoned = False
 
+    @property
+    def deliveries(self) -> list[Delivery[Any]]:
+        current = self.current
+        return current[0] if current is not None else []
+
     def enter(
-        self, delivery: Delivery[Any], limit: float | None, grace: float, is_async: bool
+        self,
+        deliveries: list[Delivery[Any]],
+        limit: float | None,
+        grace: float,
+        is_async: bool,
     ) -> None:
-        """The handler is about to run ``delivery`` (called on the slot's own thread)."""
-        with self.lock:
-            self.thread_id = threading.get_ident()
-            self.delivery = delivery
-            self.started = time.monotonic()
-            self.limit = limit
-            self.is_async = is_async
-            self.interrupted = False
-            if limit is not None:
-                delivery.deadline = time.time() + limit + grace
+        """The handler is about to run ``deliveries`` (called on the slot's own thread)."""
+        started = _monotonic()
+        if limit is not None:
+            deadline = started + self.unix_offset + limit + grace
+            for delivery in deliveries:
+                delivery.deadline = deadline
+        self.current = (deliveries, started, limit, is_async)
 
     def leave(self) -> bool:
         """The handler returned or raised; True when its time limit was hit meanwhile.
@@ -83,13 +87,15 @@ class Slot:
         Clears a ``TimeLimitExceeded`` that was set but not raised yet, so it can never
         escape into the worker's own code.
         """
-        with self.lock:
-            interrupted = self.interrupted
-            if interrupted:
-                _clear_async_exc(self.thread_id, None)
-            self.delivery = None
+        self.current = None
+        if not self.interrupted:
+            return False
+        with self.lock:  # the watchdog may be between its check and its fire
+            if not self.interrupted:
+                return False
+            _clear_async_exc(self.thread_id, None)
             self.interrupted = False
-            return interrupted
+            return True
 
 
 class Watchdog:
@@ -99,7 +105,7 @@ class Watchdog:
         self,
         slots: Callable[[], list[Slot]],
         grace: float,
-        on_abandon: Callable[[Slot, Delivery[Any]], None],
+        on_abandon: Callable[[Slot, list[Delivery[Any]]], None],
         tick: float = 0.1,
     ) -> None:
         self._slots = slots
@@ -127,31 +133,35 @@ class Watchdog:
                     logger.exception("time-limit check failed")
 
     def _check(self, slot: Slot, now: float) -> None:
-        abandon: Delivery[Any] | None = None
+        current = slot.current
+        if current is None or slot.abandoned:
+            return
+        deliveries, started, limit, is_async = current
+        if limit is None or now - started < limit:
+            return
+        abandon: list[Delivery[Any]] = []
         with slot.lock:
-            delivery, limit = slot.delivery, slot.limit
-            if delivery is None or limit is None or slot.abandoned:
-                return
-            over = now - slot.started - limit
-            if over < 0:
-                return
-            if not slot.interrupted and not slot.is_async:
-                slot.interrupted = True
+            over = now - started - limit
+            if not slot.interrupted and not is_async:
+                slot.interrupted = True  # before the check: see Slot
+                if slot.current is not current:  # finished meanwhile
+                    slot.interrupted = False
+                    return
                 logger.warning(
                     "message %s: handler past its time limit of %.3gs, interrupting it",
-                    delivery.message.id,
+                    deliveries[0].message.id,
                     limit,
                 )
                 _set_async_exc(slot.thread_id, TimeLimitExceeded)
-            elif over >= self.grace:
+            elif over >= self.grace and slot.current is current:
                 slot.abandoned = True
-                slot.delivery = None
-                abandon = delivery
-        if abandon is not None:
+                slot.current = None
+                abandon = deliveries
+        if abandon:
             logger.error(
                 "message %s: handler still running %.3gs past its time limit of %.3gs "
                 "(blocked in C?); its thread is abandoned and a fresh one takes the slot",
-                abandon.message.id,
+                abandon[0].message.id,
                 self.grace,
                 limit,
             )
