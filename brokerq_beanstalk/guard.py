@@ -33,63 +33,15 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
-from redis.sentinel import Sentinel
 
 from brokerq.errors import ConnectionFailed
-from brokerq_beanstalk.config import RedisConf, split_endpoint
+from brokerq_beanstalk.config import RedisConf
+from brokerq_beanstalk.lua import _ACQUIRE, _DONE, _GIVE_BACK, _RELEASE, _RENEW, _REVOKE
+from brokerq_beanstalk.redisconn import connect, describe
+
+__all__ = ["Claimed", "Guard", "connect", "describe"]
 
 logger = logging.getLogger(__name__)
-
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-_RELEASE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-)
-
-
-# KEYS: claim, done, retry, claims (one hash tag); ARGV: token, claim ms, done ms
-# → {claimed, done, retry, claims taken}
-_ACQUIRE = (
-    "local c = redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) "
-    "local n = 0 "
-    "if c then n = redis.call('incr', KEYS[4]) redis.call('pexpire', KEYS[4], ARGV[3]) end "
-    "return {c and 1 or 0, redis.call('get', KEYS[2]), redis.call('get', KEYS[3]), n}"
-)
-# KEYS: claim, claims; ARGV: token → drop our claim and take back its count (not processed)
-_GIVE_BACK = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) "
-    "if tonumber(redis.call('get', KEYS[2]) or '0') > 0 then redis.call('decr', KEYS[2]) end "
-    "return 1 end return 0"
-)
-# KEYS: copies, done; ARGV: revoked-mark ms beyond the due time, explicit copies (1/0)
-# → {revoked now, copies record}; the mark lives until the job's due time + ARGV[1]
-_REVOKE = (
-    "local copies = redis.call('get', KEYS[1]) "
-    "if redis.call('exists', KEYS[2]) == 1 then return {0, copies} end "
-    "if not copies and ARGV[2] == '0' then return {0, false} end "
-    "local ms = tonumber(ARGV[1]) "
-    "if copies then local due = tonumber(string.match(copies, '^(%S+)')) "
-    "local t = redis.call('time') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
-    "if due and due * 1000 > now then ms = ms + math.ceil(due * 1000 - now) end end "
-    "redis.call('set', KEYS[2], 'revoked', 'PX', ms) "
-    "return {1, copies}"
-)
-# KEYS: done, claim; ARGV: status, done ms, token → set the done mark, drop the claim if ours
-_DONE = (
-    "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
-    "if redis.call('get', KEYS[2]) == ARGV[3] then redis.call('del', KEYS[2]) end return 1"
-)
-
-
-def connect(conf: RedisConf) -> Any:
-    """A redis-py client for a URL, a Sentinel master or a Cluster (short socket timeouts)."""
-    opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
-    if conf.sentinel is not None:
-        nodes = [split_endpoint(n) for n in conf.sentinel.nodes]
-        sentinel = Sentinel(nodes, **opts)  # type: ignore[no-untyped-call]
-        return sentinel.master_for(conf.sentinel.master, **opts)  # type: ignore[no-untyped-call]
-    if conf.cluster:
-        return RedisCluster.from_url(conf.url, **opts)
-    return redis.Redis.from_url(conf.url, **opts)
 
 
 def _closed_gate() -> Any:
@@ -131,8 +83,10 @@ class Guard:
         claim_ttl: float = 15.0,
         done_ttl: float = 7 * 86400.0,
         dead_ttl: float = 30 * 86400.0,
+        endpoint: str = "",
     ) -> None:
         self.client = client
+        self.endpoint = endpoint  # where, for errors (no credentials)
         self.prefix = prefix
         self.claim_ms = int(claim_ttl * 1000)
         self.done_ms = int(done_ttl * 1000)
@@ -146,7 +100,7 @@ class Guard:
 
     @classmethod
     def from_conf(cls, conf: RedisConf, **ttls: float) -> Guard:
-        return cls(connect(conf), conf.prefix, **ttls)
+        return cls(connect(conf), conf.prefix, endpoint=describe(conf), **ttls)
 
     def key(self, job_id: str, kind: str) -> str:
         return f"{self.prefix}{{{job_id}}}:{kind}"
@@ -179,7 +133,20 @@ class Guard:
         try:
             return list(pipe.execute())
         except redis.RedisError as e:
+            if self._pool is None and isinstance(e, (redis.ConnectionError, redis.TimeoutError)):
+                self._refresh_slots()
             raise ConnectionFailed(f"redis ({what}): {e}") from e
+
+    def _refresh_slots(self) -> None:
+        """Re-read the Cluster's slot map after a node failed.
+
+        redis-py (8.1) does not refresh it from a pipeline when the failed node was its default
+        node, so after a master failover it kept calling the dead master (tests/cluster).
+        """
+        try:
+            self.client.nodes_manager.initialize()
+        except redis.RedisError as e:
+            logger.debug("redis cluster: slot map refresh failed: %s", e)
 
     # -- single operations ------------------------------------------------------------------
     def claim(self, job_id: str, token: str, ttl: float | None = None) -> bool:
@@ -196,7 +163,7 @@ class Guard:
         EVAL, not a registered script: redis-py sends ``SCRIPT EXISTS`` before every pipeline
         holding a registered script (an extra round trip); Redis caches the EVAL body anyway.
         """
-        pipe.eval(_RELEASE, 1, self.key(job_id, "claim"), token)
+        pipe.execute_command("EVAL", _RELEASE, 1, self.key(job_id, "claim"), token)
 
     def acquire(self, job_id: str, token: str) -> Claimed:
         """Claim and, in the same round trip, read the done mark and the retry state."""
@@ -240,14 +207,16 @@ class Guard:
             return []
         pipe = self.client.pipeline(transaction=False)
         for job_id, token in claims:
-            pipe.eval(_RENEW, 1, self.key(job_id, "claim"), token, self.claim_ms)
+            pipe.execute_command("EVAL", _RENEW, 1, self.key(job_id, "claim"), token, self.claim_ms)
         return [bool(r) for r in self.run("renew", pipe)]
 
     def give_back(self, job_id: str, token: str) -> None:
         """Give up a claim (only if still ours) on a job that was not processed: its claim
         no longer counts as an attempt."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.eval(_GIVE_BACK, 2, self.key(job_id, "claim"), self.key(job_id, "claims"), token)
+        pipe.execute_command(
+            "EVAL", _GIVE_BACK, 2, self.key(job_id, "claim"), self.key(job_id, "claims"), token
+        )
         self.run("release", pipe)
 
     def is_done(self, job_id: str) -> bool:
@@ -330,7 +299,8 @@ class Guard:
         copies). The mark lives ``done_ttl`` beyond the job's due time.
         """
         pipe = self.client.pipeline(transaction=False)
-        pipe.eval(
+        pipe.execute_command(
+            "EVAL",
             _REVOKE,
             2,
             self.key(job_id, "copies"),
@@ -389,7 +359,8 @@ class Guard:
         try:
             self.client.ping()
         except redis.RedisError as e:
-            raise ConnectionFailed(f"redis: {e}") from e
+            where = f" {self.endpoint}" if self.endpoint else ""
+            raise ConnectionFailed(f"redis{where}: {e}") from e
 
     def close(self) -> None:
         try:
