@@ -51,8 +51,9 @@ class DeadLetters:
         pipe = g.client.pipeline(transaction=False)
         pipe.lrem(f"{g.prefix}dead", 0, json.dumps(record))
         pipe.delete(g.key(job_id, "dead"))
-        if rerun:
-            pipe.delete(g.key(job_id, "done"), g.key(job_id, "retry"), g.key(job_id, "claims"))
+        if rerun:  # single-key commands: Redis Cluster pipelines refuse multi-key DEL
+            for kind in ("done", "retry", "claims"):
+                pipe.delete(g.key(job_id, kind))
         g.run("dead letters", pipe)
 
     # -- the nodes --------------------------------------------------------------------------
