@@ -93,6 +93,7 @@ class BeanstalkSource(Source):
         self._claiming = 0  # jobs registered by node threads, not yet in the dispatcher
         self._want_room = False
         self._gave_back = False  # due jobs were given back since a thread last asked for one
+        self._last_taker = time.monotonic()  # when a thread last asked for a job
         self._stopping = threading.Event()
         self._redis = RedisPause()
         self._started = False
@@ -106,6 +107,7 @@ class BeanstalkSource(Source):
             with self._lock:
                 self._takers += 1
                 self._gave_back = False
+                self._last_taker = time.monotonic()
                 wake, self._want_room = self._want_room, False
             if wake:
                 for node in self._nodes:
@@ -183,11 +185,8 @@ class BeanstalkSource(Source):
             for node in self._nodes:
                 node.join(10)
             self._claims.flush()
-            if self._claims.pending:
-                logger.error(
-                    "%d job(s) settled while Redis was down were not recorded; they will run again",
-                    self._claims.pending,
-                )
+            if n := self._claims.pending:
+                logger.error("%d settlement(s) not recorded (Redis down): they run again", n)
         self.guard.close()
 
     # -- state ------------------------------------------------------------------------------
@@ -347,6 +346,8 @@ class BeanstalkSource(Source):
         """Give back due jobs that no thread of this process took within GIVE_BACK_AFTER."""
         if self._takers or self._stopping.is_set():
             return
+        if time.monotonic() - self._last_taker < GIVE_BACK_AFTER:
+            return  # threads come back for work: they are busy, not stuck
         limit = time.time() - GIVE_BACK_AFTER
         next_due = self._ready.next_due()  # due items are promoted only when a thread asks
         if not self._ready.counts()[0] and (next_due is None or next_due > limit):
