@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from brokerq.broker import Broker
 from brokerq.duration import Duration
 from brokerq.errors import ConfigError
+from brokerq.metrics.config import MetricsConf
 from brokerq.registry import broker_class
 from brokerq.retry import RetryPolicy
 
@@ -48,6 +49,9 @@ class WorkerConfig(BaseModel):
     shutdown_timeout: Duration = 30.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     middleware: list[str] = Field(default_factory=list, description="module:Class, in order")
+    metrics: MetricsConf | None = Field(
+        default=None, description="Prometheus exporter and health endpoints (brokerq.metrics)"
+    )
     kq: dict[str, Any] | None = None
     dq: dict[str, Any] | None = None
     embedded: dict[str, Any] | None = None

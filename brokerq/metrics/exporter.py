@@ -1,0 +1,135 @@
+"""Everything ``brokerq run`` serves when the worker YAML has a ``metrics:`` section.
+
+    exporter = Exporter(cfg.metrics, worker="orders", queue="orders", broker=broker)
+    worker = Worker(broker.source, middleware=[*mine, *exporter.middleware])
+    exporter.start(worker)           # binds; ConfigError if the address is taken
+    try:
+        worker.consume(handler)
+    finally:
+        exporter.close()
+
+Health (``/healthz``): 200 while the worker runs and no handler has been running longer than
+``stuck_after``; 503 naming the stuck thread otherwise, or when worker threads died. Readiness
+(``/readyz``): 200 when ``broker.check()`` answered within ``scrape_timeout`` (cached 1 s).
+
+The registry also holds prometheus_client's process collector (CPU, memory, open files)
+and ``brokerq_worker_info``. Producer metrics (brokerq.metrics.producer) and scheduler metrics
+(brokerq.metrics.scheduler) register into ``exporter.registry`` too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.metrics_core import InfoMetricFamily, Metric
+from pydantic import BaseModel
+
+from brokerq.broker import Broker
+from brokerq.metrics.bounded import CachedCall
+from brokerq.metrics.broker_state import BrokerState
+from brokerq.metrics.config import MetricsConf
+from brokerq.metrics.recorder import WorkerMetrics
+from brokerq.metrics.server import MetricsServer
+from brokerq.middleware import Middleware
+
+WORKER_THREAD_PREFIX = "brokerq-worker-"  # brokerq.worker names its threads so
+READY_CACHE = 1.0
+
+
+class Watched(Protocol):
+    """What health needs from a worker (brokerq.worker.Worker has these)."""
+
+    concurrency: int
+
+    @property
+    def stopping(self) -> bool: ...
+
+
+def queue_label(section: BaseModel | Any) -> str:
+    """The ``queue`` label for a broker config section: its topic, tube(s) or queue name."""
+    for attr in ("topic", "queue", "tube"):
+        value = getattr(section, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    tubes = sorted({getattr(n, "tube", "") for n in getattr(section, "beanstalks", None) or []})
+    return ",".join(t for t in tubes if t) or "default"
+
+
+class _Info:
+    def __init__(self, worker: str, queue: str, broker: str) -> None:
+        self.values = {"worker": worker, "queue": queue, "broker": broker}
+
+    def collect(self) -> Iterable[Metric]:
+        from brokerq import __version__
+
+        info = InfoMetricFamily("brokerq_worker", "The worker's config name, queue and broker.")
+        info.add_metric([], {**self.values, "version": __version__})
+        return [info]
+
+
+class Exporter:
+    """The registry, the worker middleware, the broker-state collector and the HTTP server."""
+
+    def __init__(self, conf: MetricsConf, *, worker: str, queue: str, broker: Broker) -> None:
+        self.conf = conf
+        self.registry = CollectorRegistry()
+        self.worker_metrics = WorkerMetrics(worker, queue)
+        self.broker_state = BrokerState(
+            broker.stats, worker, queue, cache=conf.cache, timeout=conf.scrape_timeout
+        )
+        self.registry.register(self.worker_metrics)
+        self.registry.register(self.broker_state)
+        self.registry.register(_Info(worker, queue, getattr(broker, "name", type(broker).__name__)))
+        ProcessCollector(registry=self.registry)
+        self._ready: CachedCall[None] = CachedCall(
+            broker.check, ttl=READY_CACHE, timeout=conf.scrape_timeout, name="broker check"
+        )
+        self._worker: Watched | None = None
+        self.server = MetricsServer(conf, self.registry, health=self.health, ready=self.ready)
+
+    @property
+    def middleware(self) -> Sequence[Middleware]:
+        return [self.worker_metrics]
+
+    def start(self, worker: Watched | None = None) -> None:
+        """Start serving (binds now); ``worker`` is what /healthz watches."""
+        self._worker = worker
+        self.server.start()
+
+    def close(self) -> None:
+        self.server.close()
+
+    def health(self) -> tuple[bool, str]:
+        """(alive, reason): the process answers, its worker threads run and none is stuck."""
+        stuck = [b for b in self.worker_metrics.busy() if b.seconds > self.conf.stuck_after]
+        if stuck:
+            b = stuck[0]
+            return False, (
+                f"stuck: {b.thread} has been handling one message for {b.seconds:.0f}s "
+                f"(stuck_after={self.conf.stuck_after:.0f}s)"
+            )
+        worker = self._worker
+        if worker is not None and not worker.stopping:
+            alive = sum(
+                1
+                for t in threading.enumerate()
+                if t.name.startswith(WORKER_THREAD_PREFIX) and t.is_alive()
+            )
+            if 0 < alive < worker.concurrency:
+                return (
+                    False,
+                    f"{worker.concurrency - alive} of {worker.concurrency} worker threads died",
+                )
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        """(ready, reason): the broker answered check() within scrape_timeout."""
+        result, fresh = self._ready.get()
+        if result is None or not fresh:
+            return False, f"broker check did not answer within {self.conf.scrape_timeout:g}s"
+        if result.error is not None:
+            return False, f"broker: {result.error}"
+        return True, "ok"

@@ -1,0 +1,253 @@
+"""Worker metrics as a Middleware, cheap enough for the hot path, exported by prometheus_client.
+
+Each worker thread records into its own ``_Shard`` (plain ints and floats, no lock): the
+middleware hooks cost well under a microsecond. ``collect()``, called by prometheus_client at
+scrape time, sums the shards into metric families. prometheus_client's own ``Counter`` and
+``Histogram`` take a lock per update (measured here: ~0.5 us per counter ``inc``, ~1.2 us per
+histogram ``observe``, so ~5 us per message for the set below), which alone would halve the
+no-op throughput of a kq worker (~3 us per message).
+
+Exported (labels ``worker`` = the config's ``name``, ``queue`` = topic / tube / sqlite queue):
+
+    brokerq_messages_processed_total{outcome="ok|retry|dead"}  counter
+    brokerq_handler_duration_seconds                            histogram (handler + settle)
+    brokerq_messages_in_flight                                  gauge
+    brokerq_message_age_seconds                                 histogram: start - created_at
+    brokerq_delayed_lateness_seconds                            histogram: start - not_before
+    brokerq_delayed_early_total                                 counter: started before not_before
+    brokerq_redeliveries_total                                  counter: came back after a crash
+                                                                or an expired lease
+
+A reader may see one observation half-applied (its bucket counted, its sum not yet): each
+histogram's count is derived from its buckets, so count and ``+Inf`` always agree.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from brokerq.message import Message
+from brokerq.middleware import DEAD, OK, RETRY, Middleware
+
+INF = float("inf")
+# Upper bounds in seconds. Handlers: Prometheus' defaults widened to 5 minutes.
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, INF)  # fmt: skip
+# Age: from "picked up at once" to "a day in the queue".
+AGE_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, INF)  # fmt: skip
+# Lateness: go-queue fires up to 1 s early; brokerq's target is p99 <= 50 ms late, never early.
+LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, INF)  # fmt: skip
+
+OUTCOMES = (OK, RETRY, DEAD)
+
+
+class _Shard:
+    """One thread's counts; only that thread writes them."""
+
+    __slots__ = (
+        "age",
+        "age_sum",
+        "busy_since",
+        "duration",
+        "duration_sum",
+        "early",
+        "late",
+        "late_sum",
+        "outcomes",
+        "redeliveries",
+        "thread",
+    )
+
+    def __init__(self) -> None:
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.duration = [0] * len(DURATION_BUCKETS)
+        self.duration_sum = 0.0
+        self.age = [0] * len(AGE_BUCKETS)
+        self.age_sum = 0.0
+        self.late = [0] * len(LATENESS_BUCKETS)
+        self.late_sum = 0.0
+        self.early = 0
+        self.redeliveries = 0
+        self.busy_since = 0.0  # time.monotonic() when the current handling started, else 0
+        self.thread = threading.current_thread().name
+
+
+@dataclass(frozen=True)
+class Busy:
+    """A handler running now: its thread and for how many seconds."""
+
+    thread: str
+    seconds: float
+
+
+def is_redelivery(message: Message) -> bool:
+    """True when this attempt exists because a worker died or a lease ran out.
+
+    Retries decided by a worker carry ``not_before`` (their backoff); an attempt above 1
+    without it was handed out again by the broker on its own.
+    """
+    return message.attempt > 1 and message.not_before is None
+
+
+class WorkerMetrics(Middleware):
+    """Records handling metrics per thread; register it with a prometheus_client registry.
+
+    ``WorkerMetrics(worker, queue)`` is a Middleware (give it to ``Worker(middleware=...)``)
+    and a prometheus_client collector (``registry.register(m)``).
+    """
+
+    def __init__(self, worker: str, queue: str) -> None:
+        self.labels = (worker, queue)
+        self._local = threading.local()
+        self._shards: list[_Shard] = []
+        self._lock = threading.Lock()
+
+    # -- hot path (worker threads) ------------------------------------------------------------
+    def _shard(self) -> _Shard:
+        shard = _Shard()
+        self._local.shard = shard
+        with self._lock:
+            self._shards.append(shard)
+        return shard
+
+    def before_process(self, message: Message) -> None:
+        try:
+            s: _Shard = self._local.shard
+        except AttributeError:
+            s = self._shard()
+        now = time.time()
+        s.busy_since = time.monotonic()
+        age = now - message.created_at
+        s.age[bisect_left(AGE_BUCKETS, age)] += 1
+        s.age_sum += age
+        not_before = message.not_before
+        if not_before is not None:
+            late = now - not_before
+            if late < 0.0:
+                s.early += 1
+            s.late[bisect_left(LATENESS_BUCKETS, late)] += 1
+            s.late_sum += late
+        if message.attempt > 1 and is_redelivery(message):
+            s.redeliveries += 1
+
+    def after_process(self, message: Message, outcome: str, error: BaseException | None) -> None:
+        try:
+            s: _Shard = self._local.shard
+        except AttributeError:
+            s = self._shard()
+        if s.busy_since:
+            took = time.monotonic() - s.busy_since
+            s.busy_since = 0.0
+            s.duration[bisect_left(DURATION_BUCKETS, took)] += 1
+            s.duration_sum += took
+        s.outcomes[outcome] = s.outcomes.get(outcome, 0) + 1
+
+    # -- readers (scrape thread, /healthz) ----------------------------------------------------
+    def _all(self) -> list[_Shard]:
+        with self._lock:
+            return list(self._shards)
+
+    def busy(self) -> list[Busy]:
+        """Handlers running now, longest first."""
+        now = time.monotonic()
+        out = [Busy(s.thread, now - t) for s in self._all() if (t := s.busy_since)]
+        return sorted(out, key=lambda b: -b.seconds)
+
+    def totals(self) -> dict[str, int]:
+        """Processed messages by outcome since the worker started."""
+        out = dict.fromkeys(OUTCOMES, 0)
+        for s in self._all():
+            for k, v in list(s.outcomes.items()):
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(())
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self._all())
+
+    def _families(self, shards: Iterable[_Shard]) -> Iterator[Metric]:
+        shards = list(shards)
+        names = ["worker", "queue"]
+        processed = CounterMetricFamily(
+            "brokerq_messages_processed",
+            "Messages handled, by outcome (ok, retry, dead).",
+            labels=[*names, "outcome"],
+        )
+        for outcome, n in (self.totals() if shards else {}).items():
+            processed.add_metric([*self.labels, outcome], n)
+        yield processed
+        yield self._histogram(
+            "brokerq_handler_duration_seconds",
+            "Time from the start of handling to the end of the handler's middleware, seconds.",
+            DURATION_BUCKETS,
+            [(s.duration, s.duration_sum) for s in shards],
+        )
+        in_flight = GaugeMetricFamily(
+            "brokerq_messages_in_flight", "Messages being handled now.", labels=names
+        )
+        if shards:
+            in_flight.add_metric(self.labels, sum(1 for s in shards if s.busy_since))
+        yield in_flight
+        yield self._histogram(
+            "brokerq_message_age_seconds",
+            "Start of handling minus the message's created_at, seconds.",
+            AGE_BUCKETS,
+            [(s.age, s.age_sum) for s in shards],
+        )
+        yield self._histogram(
+            "brokerq_delayed_lateness_seconds",
+            "Start of handling minus not_before (delayed, scheduled and retried jobs), seconds.",
+            LATENESS_BUCKETS,
+            [(s.late, s.late_sum) for s in shards],
+        )
+        yield self._counter(
+            "brokerq_delayed_early",
+            "Jobs whose handling started before their not_before (expected: none).",
+            sum(s.early for s in shards) if shards else None,
+        )
+        yield self._counter(
+            "brokerq_redeliveries",
+            "Deliveries handed out again after a worker crash or an expired lease.",
+            sum(s.redeliveries for s in shards) if shards else None,
+        )
+
+    def _counter(self, name: str, doc: str, value: int | None) -> Metric:
+        family = CounterMetricFamily(name, doc, labels=["worker", "queue"])
+        if value is not None:
+            family.add_metric(self.labels, value)
+        return family
+
+    def _histogram(
+        self,
+        name: str,
+        doc: str,
+        bounds: tuple[float, ...],
+        parts: list[tuple[list[int], float]],
+    ) -> Metric:
+        family = HistogramMetricFamily(name, doc, labels=["worker", "queue"])
+        if not parts:
+            return family
+        counts = [0] * len(bounds)
+        total = 0.0
+        for buckets, part_sum in parts:
+            for i, n in enumerate(list(buckets)):
+                counts[i] += n
+            total += part_sum
+        cumulative, running = [], 0
+        for bound, n in zip(bounds, counts, strict=True):
+            running += n
+            cumulative.append(("+Inf" if bound == INF else repr(bound), float(running)))
+        family.add_metric(self.labels, cumulative, total)
+        return family

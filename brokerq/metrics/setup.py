@@ -1,0 +1,70 @@
+"""``brokerq run``'s one entry point into the metrics package, importable without the extra.
+
+``exporter_for(cfg, broker)`` is a do-nothing stand-in when the YAML has no ``metrics:``
+section, so the CLI has a single code path; with one, it builds brokerq.metrics.exporter's
+``Exporter`` (ConfigError naming the extra when prometheus-client is not installed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+from brokerq.broker import Broker
+from brokerq.errors import ConfigError
+from brokerq.middleware import Middleware
+
+if TYPE_CHECKING:
+    from brokerq.config import WorkerConfig
+
+
+class Serving(Protocol):
+    """An exporter as ``brokerq run`` sees it."""
+
+    @property
+    def middleware(self) -> Sequence[Middleware]: ...
+
+    def start(self, worker: Any = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NoExporter:
+    """What ``brokerq run`` uses without a ``metrics:`` section: no middleware, no server."""
+
+    @property
+    def middleware(self) -> Sequence[Middleware]:
+        return ()
+
+    def start(self, worker: Any = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@contextmanager
+def serving(exporter: Serving, worker: Any) -> Iterator[None]:
+    """Serve while the block runs (the worker consumes); stop serving after it."""
+    exporter.start(worker)
+    try:
+        yield
+    finally:
+        exporter.close()
+
+
+def exporter_for(cfg: WorkerConfig, broker: Broker) -> Serving:
+    """An ``Exporter`` for ``cfg.metrics``, or a ``NoExporter`` when the section is absent."""
+    if cfg.metrics is None:
+        return NoExporter()
+    try:
+        from brokerq.metrics.exporter import Exporter, queue_label
+    except ImportError as e:
+        raise ConfigError(
+            f"metrics: needs the prometheus-client package ({e.name} is missing): "
+            "pip install 'brokerq[metrics]'"
+        ) from None
+    return Exporter(
+        cfg.metrics, worker=cfg.name, queue=queue_label(cfg.broker_config), broker=broker
+    )
