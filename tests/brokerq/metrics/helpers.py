@@ -6,16 +6,23 @@ import os
 import shutil
 import socket
 import ssl
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from brokerq.embedded import SqliteBroker
 from brokerq.message import Message
 from tests.services import services_required
+
+ROOT = Path(__file__).resolve().parents[3]
+BROKERQ = str(Path(sys.executable).with_name("brokerq"))
 
 
 def free_port() -> int:
@@ -78,3 +85,20 @@ def ok_or_fail(msg: Message) -> None:
 
 def names_in(families: Iterable[Metric]) -> set[str]:
     return {f.name for f in families}
+
+
+def push_to(tmp_path: Path, *values: str) -> None:
+    with (
+        SqliteBroker.from_config({"path": str(tmp_path / "q.db"), "queue": "q"}) as broker,
+        broker.producer() as producer,
+    ):
+        for v in values:
+            producer.push(v)
+
+
+def bq(*args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [BROKERQ, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, env=dict(os.environ)
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc

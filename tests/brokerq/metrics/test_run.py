@@ -1,0 +1,87 @@
+"""``brokerq run`` with a metrics: section, scraped over HTTP like Prometheus would."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+from tests.brokerq.metrics.helpers import BROKERQ, ROOT, bq, by_label, get, parse, push_to
+from tests.contract import wait_for
+
+
+def scrape(port: int) -> dict[str, float]:
+    try:
+        status, body = get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+    except OSError:
+        return {}
+    assert status == 200
+    return by_label(parse(body), "brokerq_messages_processed_total", "outcome")
+
+
+def test_scrape_counts_outcomes_and_depth_matches_stats(
+    tmp_path: Path, config: Path, port: int, worker: subprocess.Popen[str]
+) -> None:
+    push_to(tmp_path, *(f"ok{i}" for i in range(5)), "fail")
+    assert wait_for(lambda: scrape(port).get("ok") == 5 and scrape(port).get("dead") == 1, 60)
+    assert scrape(port) == {"ok": 5.0, "retry": 1.0, "dead": 1.0}
+
+    def depth() -> dict[str, float]:
+        return by_label(
+            parse(get(f"http://127.0.0.1:{port}/metrics")[1]), "brokerq_queue_messages", "state"
+        )
+
+    stats = {k: float(v) for k, v in json.loads(bq("stats", str(config), "--json").stdout).items()}
+    assert stats["dead"] == 1 and stats["pending"] == 0
+    assert wait_for(lambda: depth() == stats, 10), (depth(), stats)
+
+    assert get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
+    assert get(f"http://127.0.0.1:{port}/readyz") == (200, "ok\n")
+
+    # brokerq stats --watch reads the worker's exporter too; plain lines when piped
+    out = bq("stats", str(config), "--watch", "--interval", "100ms", "--count", "2").stdout
+    lines = out.splitlines()
+    assert len(lines) == 2, out
+    assert "dead=1" in lines[1] and "ok=5 (+0.0/s)" in lines[1] and "\x1b[" not in out
+    rows = [
+        json.loads(x)
+        for x in bq(
+            "stats", str(config), "--watch", "--json", "--interval", "100ms", "--count", "2"
+        ).stdout.splitlines()
+    ]
+    assert rows[1]["processed"] == {"ok": 5.0, "retry": 1.0, "dead": 1.0}
+    assert rows[1]["stats"] == stats and rows[1]["rates"]["dead"] == 0.0
+
+
+def test_sigterm_stops_serving(port: int, worker: subprocess.Popen[str]) -> None:
+    assert wait_for(
+        lambda: get(f"http://127.0.0.1:{port}/healthz")[0] == 200 if _up(port) else False, 30
+    )
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    assert not _up(port)
+
+
+def _up(port: int) -> bool:
+    try:
+        get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+        return True
+    except OSError:
+        return False
+
+
+def test_taken_port_is_one_line_and_exit_3(config: Path, port: int) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        proc = subprocess.run(
+            [BROKERQ, "run", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+    assert proc.returncode == 3
+    err = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert err == [
+        f"brokerq: error: metrics.listen 127.0.0.1:{port}: cannot listen: [Errno 98] Address already in use"
+    ]
+    assert "Traceback" not in proc.stderr
