@@ -50,6 +50,11 @@ LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 
 OUTCOMES = (OK, RETRY, DEAD)
 
+# Hot-path aliases. One clock for everything: time.time() is needed for the age anyway, and a
+# second clock would cost another ~0.1 us per message (durations clamp at 0 if it steps back).
+_now = time.time
+_bucket = bisect_left
+
 
 class _Shard:
     """One thread's counts; only that thread writes them."""
@@ -58,18 +63,20 @@ class _Shard:
         "age",
         "age_sum",
         "busy_since",
+        "dead",
         "duration",
         "duration_sum",
         "early",
         "late",
         "late_sum",
-        "outcomes",
+        "ok",
         "redeliveries",
+        "retry",
         "thread",
     )
 
     def __init__(self) -> None:
-        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.ok = self.retry = self.dead = 0
         self.duration = [0] * len(DURATION_BUCKETS)
         self.duration_sum = 0.0
         self.age = [0] * len(AGE_BUCKETS)
@@ -78,7 +85,7 @@ class _Shard:
         self.late_sum = 0.0
         self.early = 0
         self.redeliveries = 0
-        self.busy_since = 0.0  # time.monotonic() when the current handling started, else 0
+        self.busy_since = 0.0  # time.time() when the current handling started, else 0
         self.thread = threading.current_thread().name
 
 
@@ -125,19 +132,19 @@ class WorkerMetrics(Middleware):
             s: _Shard = self._local.shard
         except AttributeError:
             s = self._shard()
-        now = time.time()
-        s.busy_since = time.monotonic()
+        now = _now()
+        s.busy_since = now
         age = now - message.created_at
-        s.age[bisect_left(AGE_BUCKETS, age)] += 1
+        s.age[_bucket(AGE_BUCKETS, age)] += 1
         s.age_sum += age
         not_before = message.not_before
         if not_before is not None:
             late = now - not_before
+            s.late[_bucket(LATENESS_BUCKETS, late)] += 1
+            s.late_sum += late
             if late < 0.0:
                 s.early += 1
-            s.late[bisect_left(LATENESS_BUCKETS, late)] += 1
-            s.late_sum += late
-        if message.attempt > 1 and is_redelivery(message):
+        elif message.attempt > 1:  # is_redelivery(message), inlined: this runs per message
             s.redeliveries += 1
 
     def after_process(self, message: Message, outcome: str, error: BaseException | None) -> None:
@@ -145,12 +152,20 @@ class WorkerMetrics(Middleware):
             s: _Shard = self._local.shard
         except AttributeError:
             s = self._shard()
-        if s.busy_since:
-            took = time.monotonic() - s.busy_since
+        if outcome == OK:
+            s.ok += 1
+        elif outcome == RETRY:
+            s.retry += 1
+        else:
+            s.dead += 1
+        started = s.busy_since
+        if started:
             s.busy_since = 0.0
-            s.duration[bisect_left(DURATION_BUCKETS, took)] += 1
+            took = _now() - started
+            if took < 0.0:  # the wall clock stepped back
+                took = 0.0
+            s.duration[_bucket(DURATION_BUCKETS, took)] += 1
             s.duration_sum += took
-        s.outcomes[outcome] = s.outcomes.get(outcome, 0) + 1
 
     # -- readers (scrape thread, /healthz) ----------------------------------------------------
     def _all(self) -> list[_Shard]:
@@ -159,17 +174,18 @@ class WorkerMetrics(Middleware):
 
     def busy(self) -> list[Busy]:
         """Handlers running now, longest first."""
-        now = time.monotonic()
+        now = _now()
         out = [Busy(s.thread, now - t) for s in self._all() if (t := s.busy_since)]
         return sorted(out, key=lambda b: -b.seconds)
 
     def totals(self) -> dict[str, int]:
         """Processed messages by outcome since the worker started."""
-        out = dict.fromkeys(OUTCOMES, 0)
-        for s in self._all():
-            for k, v in list(s.outcomes.items()):
-                out[k] = out.get(k, 0) + v
-        return out
+        shards = self._all()
+        return {
+            OK: sum(s.ok for s in shards),
+            RETRY: sum(s.retry for s in shards),
+            DEAD: sum(s.dead for s in shards),
+        }
 
     def describe(self) -> Iterable[Metric]:
         return self._families(())

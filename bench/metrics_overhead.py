@@ -1,0 +1,247 @@
+"""What the Prometheus metrics middleware costs a worker: no-op throughput, metrics on vs off.
+
+    .venv/bin/python bench/metrics_overhead.py                 # runtime + memory broker
+    .venv/bin/python bench/metrics_overhead.py --kafka 127.0.0.1:9092 -n 200000
+    .venv/bin/python bench/metrics_overhead.py --only kq --reps 5 --json
+
+Each measure runs metrics off and on alternately in the same process (off/on, then on/off,
+...), ``--reps`` times each, and keeps the median, so drift of a shared machine hits both.
+Measures:
+
+- ``runtime``: the Worker over an in-process source that never waits (bench/worker.py's
+  ceiling: no broker cost at all, so the middleware's share is the largest it can be);
+- ``memory``: the embedded memory broker end to end;
+- ``kq``: a Kafka topic pre-filled with ``n`` messages, consumed by a Worker over
+  ``KafkaBroker.source`` with 8 processors (what ``brokerq run`` does; bench/run's
+  "kq consume" uses the same path through ``brokerq_kafka.Queue``).
+
+"on" adds ``brokerq.metrics.recorder.WorkerMetrics`` (what ``metrics:`` in the YAML adds) and
+scrapes it once at the end. Prints figures and ratios, asserts nothing; ``run()`` returns them
+for a harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from brokerq.broker import Delivery, Source
+from brokerq.embedded import MemoryBroker
+from brokerq.message import Message
+from brokerq.metrics.recorder import WorkerMetrics
+from brokerq.middleware import Middleware
+from brokerq.retry import RetryPolicy
+from brokerq.worker import Worker
+
+VALUE = b"x" * 100
+
+
+class _ReadySource(Source):
+    """Prebuilt deliveries handed out at once (no broker cost)."""
+
+    def __init__(self, n: int) -> None:
+        self.items = deque(Delivery(Message(VALUE, id=str(i)), i) for i in range(n))
+
+    def receive(self, timeout: float) -> Delivery[Any] | None:
+        try:
+            return self.items.popleft()
+        except IndexError:
+            time.sleep(min(timeout, 0.01))
+            return None
+
+    def ack(self, delivery: Delivery[Any]) -> None:
+        pass
+
+    def retry(self, delivery: Delivery[Any], delay: float, error: str) -> None:
+        raise AssertionError(error)
+
+    def dead(self, delivery: Delivery[Any], error: str) -> None:
+        raise AssertionError(error)
+
+    def release(self, delivery: Delivery[Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Done(Middleware):
+    """Signals when ``n`` messages were handled; the clock starts at the first one."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.count = 0
+        self.first = 0.0
+        self.lock = threading.Lock()
+        self.event = threading.Event()
+
+    def after_process(self, message: Message, outcome: str, error: BaseException | None) -> None:
+        with self.lock:
+            if not self.count:
+                self.first = time.perf_counter()
+            self.count += 1
+            if self.count >= self.n:
+                self.event.set()
+
+
+def _drain(source: Source | Callable[[], Source], n: int, concurrency: int, metrics: bool) -> float:
+    """msg/s for ``n`` no-op messages through a Worker, with or without WorkerMetrics."""
+    done = _Done(n)
+    middleware: list[Middleware] = [done]
+    recorder = WorkerMetrics("bench", "bench") if metrics else None
+    if recorder is not None:
+        middleware.insert(0, recorder)  # outermost, as `brokerq run` installs it
+    worker = Worker(
+        source,
+        concurrency=concurrency,
+        middleware=middleware,
+        retry=RetryPolicy(max_attempts=1),
+        receive_timeout=0.2,
+    )
+    thread = threading.Thread(target=worker.consume, args=(lambda m: None,), daemon=True)
+    start = time.perf_counter()
+    thread.start()
+    if not done.event.wait(600):
+        raise RuntimeError(f"only {done.count} of {n} handled in 600s")
+    elapsed = time.perf_counter() - min(start, done.first or start)
+    worker.stop()
+    thread.join(60)
+    if recorder is not None:
+        registry = CollectorRegistry()
+        registry.register(recorder)
+        generate_latest(registry)  # a scrape works and sees every message
+        assert recorder.totals()["ok"] == n
+    return n / elapsed
+
+
+def runtime(n: int, concurrency: int, metrics: bool) -> float:
+    return _drain(_ReadySource(n), n, concurrency, metrics)
+
+
+def memory(n: int, concurrency: int, metrics: bool) -> float:
+    with MemoryBroker() as broker:
+        with broker.producer() as producer:
+            for _ in range(n):
+                producer.push(VALUE)
+        return _drain(broker.source, n, concurrency, metrics)
+
+
+def kq(bootstrap: str, n: int, metrics: bool, topic: str) -> float:
+    """A new consumer group over ``topic`` (already holding ``n`` messages)."""
+    from brokerq_kafka.broker import KafkaBroker
+
+    broker = KafkaBroker.from_config(
+        {
+            "brokers": [bootstrap],
+            "topic": topic,
+            "group": f"bench-metrics-{uuid.uuid4().hex[:8]}",
+            "offset": "first",
+            "processors": 8,
+        }
+    )
+    with broker:
+        return _drain(broker.source, n, int(broker.worker_options()["concurrency"]), metrics)
+
+
+def _kafka_topic(bootstrap: str, n: int) -> str:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    name = f"bench-metrics-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, num_partitions=4, replication_factor=1)])[name].result(30)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4"})
+    for i in range(n):
+        while True:
+            try:
+                p.produce(name, VALUE, headers=[("brokerq-id", f"{i:012d}")])
+                break
+            except BufferError:
+                p.poll(0.01)
+    p.flush(60)
+    return name
+
+
+def _drop_topic(bootstrap: str, name: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    for f in AdminClient({"bootstrap.servers": bootstrap}).delete_topics([name]).values():
+        try:
+            f.result(30)
+        except Exception:
+            pass
+
+
+def compare(fn: Callable[[bool], float], reps: int) -> dict[str, float]:
+    """Median msg/s with metrics off and on, alternating which goes first."""
+    off: list[float] = []
+    on: list[float] = []
+    for rep in range(reps):
+        order = (False, True) if rep % 2 == 0 else (True, False)
+        for metrics in order:
+            (on if metrics else off).append(fn(metrics))
+    m_off, m_on = statistics.median(off), statistics.median(on)
+    return {"off_per_s": m_off, "on_per_s": m_on, "on_vs_off": m_on / m_off}
+
+
+def run(
+    n: int = 200_000,
+    reps: int = 3,
+    only: tuple[str, ...] = ("runtime", "memory"),
+    kafka: str | None = None,
+) -> list[dict[str, Any]]:
+    """Figures for each measure: ``{"measure", "n", "off_per_s", "on_per_s", "on_vs_off"}``."""
+    results: list[dict[str, Any]] = []
+    if "runtime" in only:
+        for c in (1, 8):
+            fig = compare(lambda m, c=c: runtime(n, c, m), reps)  # type: ignore[misc]
+            results.append({"measure": f"runtime c={c}", "n": n, **fig})
+    if "memory" in only:
+        fig = compare(lambda m: memory(n, 8, m), reps)
+        results.append({"measure": "memory c=8", "n": n, **fig})
+    if "kq" in only:
+        if kafka is None:
+            raise SystemExit("--only kq needs --kafka BOOTSTRAP")
+        topic = _kafka_topic(kafka, n)
+        try:
+            fig = compare(lambda m: kq(kafka, n, m, topic), reps)
+        finally:
+            _drop_topic(kafka, topic)
+        results.append({"measure": "kq consume, 8 processors", "n": n, **fig})
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("-n", type=int, default=200_000)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--only", default=None, help="comma list of runtime,memory,kq")
+    ap.add_argument("--kafka", default=None, help="bootstrap servers; adds the kq measure")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    only = tuple(args.only.split(",")) if args.only else ("runtime", "memory")
+    if args.kafka and not args.only:
+        only = (*only, "kq")
+    results = run(args.n, args.reps, only, args.kafka)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"{'measure':<28} {'metrics off':>14} {'metrics on':>14} {'on/off':>8}")
+    for r in results:
+        print(
+            f"{r['measure']:<28} {r['off_per_s']:>10,.0f} /s {r['on_per_s']:>10,.0f} /s "
+            f"{r['on_vs_off']:>7.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
