@@ -8,9 +8,10 @@ name through the ``brokerq.brokers`` entry-point group (brokerq.registry).
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
@@ -19,7 +20,10 @@ from pydantic import BaseModel
 
 from brokerq.errors import NotSupported
 from brokerq.message import Message
+from brokerq.middleware import Middleware, MiddlewareChain
+from brokerq.outcome import Failure
 from brokerq.timing import due_after, due_at
+from brokerq.tracing import default_middleware
 
 Self = TypeVar("Self", bound="_Closable")
 Handle = TypeVar("Handle")
@@ -52,8 +56,20 @@ class Producer(_Closable):
         value: bytes | str,
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        job_id: str | None = None,
+        priority: int | None = None,
+        time_limit: float | None = None,
+        type: str | None = None,
     ) -> None:
-        """Queue one message. Must not block on the network; failures are never silent."""
+        """Queue one message. Must not block on the network; failures are never silent.
+
+        ``job_id``: a caller-chosen id (idempotent enqueue): DuplicateJob while a job with
+        it is live, NotSupported where the backend cannot promise that. ``priority``: lower
+        runs first (beanstalkd's rule, 0..2**32-1); NotSupported where the backend has none.
+        ``time_limit``: seconds the handler may run for this message (header
+        ``brokerq-time-limit``). ``type``: picks the handler (header ``brokerq-type``).
+        """
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything pushed so far is acknowledged (raise DeliveryError on failures)."""
@@ -63,8 +79,12 @@ class DelayProducer(_Closable):
     """Schedules jobs for a later time (go-queue dq ``Producer``).
 
     ``delay`` and ``at`` validate their argument once, here (brokerq.timing: a negative delay
-    or a past time is a ValueError), and pass a unix due time to the backend's ``schedule``.
+    or a past time is a ValueError; a due time beyond ``max_delay`` seconds from now is a
+    ValueError naming the backend's limit), and pass a unix due time to ``schedule``.
+    Keyword arguments mean what they mean on ``Producer.push``.
     """
+
+    max_delay: ClassVar[float | None] = None  # seconds ahead the backend can hold; None: no limit
 
     def delay(
         self,
@@ -73,9 +93,22 @@ class DelayProducer(_Closable):
         *,
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        job_id: str | None = None,
+        priority: int | None = None,
+        time_limit: float | None = None,
+        type: str | None = None,
     ) -> str:
         """Run the job ``delay`` seconds from now; return its id (for ``revoke``)."""
-        return self.schedule(value, due_after(delay), key=key, headers=headers)
+        return self.schedule(
+            value,
+            self._checked(due_after(delay)),
+            key=key,
+            headers=headers,
+            job_id=job_id,
+            priority=priority,
+            time_limit=time_limit,
+            type=type,
+        )
 
     def at(
         self,
@@ -84,9 +117,25 @@ class DelayProducer(_Closable):
         *,
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        job_id: str | None = None,
+        priority: int | None = None,
+        time_limit: float | None = None,
+        type: str | None = None,
     ) -> str:
         """Run the job at ``when`` (an aware datetime, or naive local time); return its id."""
-        return self.schedule(value, due_at(when), key=key, headers=headers)
+        return self.schedule(
+            value,
+            self._checked(due_at(when)),
+            key=key,
+            headers=headers,
+            job_id=job_id,
+            priority=priority,
+            time_limit=time_limit,
+            type=type,
+        )
+
+    def _checked(self, due: float) -> float:
+        return check_max_delay(due, self.max_delay, type(self).__name__)
 
     @abstractmethod
     def schedule(
@@ -96,43 +145,102 @@ class DelayProducer(_Closable):
         *,
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        job_id: str | None = None,
+        priority: int | None = None,
+        time_limit: float | None = None,
+        type: str | None = None,
     ) -> str:
         """Store a job that must not run before unix time ``due``; return its id."""
 
     @abstractmethod
     def revoke(self, job_id: str) -> bool:
-        """Cancel a job that has not run yet; True if a copy was found and removed."""
+        """Cancel a job that has not run yet; True only if it existed and was removed."""
+
+
+def refuse_options(broker: str, *, job_id: str | None = None, priority: int | None = None) -> None:
+    """NotSupported when a push asks for what ``broker`` cannot do (a caller-chosen id, a
+    priority): silently ignoring either would break the caller's assumption."""
+    if job_id is not None:
+        raise NotSupported(f"the {broker} broker cannot enqueue with a caller-chosen job_id")
+    if priority is not None:
+        raise NotSupported(f"the {broker} broker has no priorities")
+
+
+def check_max_delay(due: float, max_delay: float | None, what: str) -> float:
+    """``due`` unchanged, or ValueError when it lies more than ``max_delay`` seconds ahead."""
+    if max_delay is not None:
+        ahead = due - time.time()
+        if ahead > max_delay:
+            raise ValueError(
+                f"{what}: due time {ahead:.0f}s ahead is beyond the {max_delay:.0f}s "
+                "this broker can hold"
+            )
+    return due
 
 
 @dataclass(slots=True)
 class Delivery(Generic[Handle]):
-    """A message handed out by a Source, with the backend's own handle to ack it later."""
+    """A message handed out by a Source, with the backend's own handle to ack it later.
+
+    ``deadline`` (unix seconds, set by the Worker when handling starts) is the moment past
+    which the handler is out of its time limit and grace: a source never renews a lease or
+    claim of this delivery past it.
+    """
 
     message: Message
     handle: Handle
+    deadline: float | None = None
+
+    def renewable(self, now: float) -> bool:
+        """True while the delivery's lease or claim may still be renewed at unix time ``now``."""
+        return self.deadline is None or now < self.deadline
 
 
 class Source(_Closable):
-    """The receiving side of a broker. All methods but ``receive`` may be called from any thread.
+    """The receiving side of a broker. ``receive`` / ``receive_many`` may be called from several
+    worker threads at once; ack / retry / dead / release from any thread.
 
-    Exactly one of ack / retry / dead / release is called for every delivery.
+    Exactly one of ack / retry / dead / release is called for every delivery. The Worker
+    decides which (brokerq.outcome); a source carries it out and never turns one outcome into
+    another: when it cannot (the dead-letter write failed, Redis is down) it raises
+    BrokerError and the Worker releases the delivery, keeping its verdict.
+
+    A delivery that comes back after its worker died (lease expired, consumer crashed) has
+    ``attempt`` one higher, where the Broker's ``capabilities.counts_redeliveries`` says so.
     """
 
     @abstractmethod
     def receive(self, timeout: float) -> Delivery[Any] | None:
         """The next delivery, or None when nothing arrived within ``timeout`` seconds."""
 
+    def receive_many(self, max_n: int, timeout: float) -> list[Delivery[Any]]:
+        """Up to ``max_n`` deliveries: waits up to ``timeout`` seconds for the first, then takes
+        only what is ready at once. Empty when nothing arrived. Backends override it to hand
+        out a batch under one lock."""
+        first = self.receive(timeout)
+        if first is None:
+            return []
+        out = [first]
+        while len(out) < max_n:
+            more = self.receive(0.0)
+            if more is None:
+                break
+            out.append(more)
+        return out
+
     @abstractmethod
     def ack(self, delivery: Delivery[Any]) -> None:
         """The handler succeeded: the message is done and must never run again."""
 
     @abstractmethod
-    def retry(self, delivery: Delivery[Any], delay: float, error: str) -> None:
-        """The handler failed: deliver again after ``delay`` seconds with ``attempt + 1``."""
+    def retry(self, delivery: Delivery[Any], delay: float, error: Failure) -> None:
+        """The handler failed: deliver again after ``delay`` seconds with ``attempt + 1``,
+        keeping the message's priority."""
 
     @abstractmethod
-    def dead(self, delivery: Delivery[Any], error: str) -> None:
-        """Give up: move the message to the dead letters, recording ``error``."""
+    def dead(self, delivery: Delivery[Any], error: Failure) -> None:
+        """Give up: move the message to the dead letters, recording ``error`` (with its
+        ``type`` and ``traceback`` where the backend can store them)."""
 
     @abstractmethod
     def release(self, delivery: Delivery[Any]) -> None:
@@ -156,23 +264,81 @@ class Consumer(_Closable):
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A message that exhausted its retries, with the error that killed it."""
+    """A message that exhausted its retries, with the error that killed it.
+
+    ``ref`` is the backend's reference (row id, node/job id, topic/partition/offset) used by
+    ``retry_dead`` / ``purge_dead``; ``message.id`` is the id logs show.
+    """
 
     message: Message
     error: str
     failed_at: float | None = None
-    ref: str = ""  # backend reference (row id, node/job id, topic/partition/offset)
+    ref: str = ""
+    traceback: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do natively; the runtime and the contract suite adapt to it
+    (huey's ``storage.blocking``)."""
+
+    delay: bool = False  # delay / at
+    priority: bool = False  # priority= on push / delay / at, kept across retries
+    counts_redeliveries: bool = False  # a crashed worker's delivery comes back with attempt + 1
+    idempotent_push: bool = False  # job_id= on push (DuplicateJob)
+    idempotent_delay: bool = False  # job_id= on delay / at
+    job_lookup: bool = False  # Broker.job(id)
+    pause: bool = False  # Broker.pause() / resume()
+    dead_letters: bool = True
+
+
+#: States a job can be in, as Broker.job reports them.
+JOB_STATES = ("pending", "delayed", "running", "retrying", "done", "dead", "revoked")
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """What a broker knows of one job (``Broker.job``); times are unix seconds."""
+
+    id: str
+    state: str  # one of JOB_STATES
+    attempt: int = 1
+    last_error: str | None = None
+    due: float | None = None
+    created_at: float | None = None
+    finished_at: float | None = None
+    message: Message | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)  # e.g. dq copies per node, guard
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One live worker process, as its heartbeat describes it; times are unix seconds."""
+
+    name: str
+    host: str
+    pid: int
+    concurrency: int
+    started: float
+    last_beat: float
+    in_flight: int = 0
+    queue: str = ""
 
 
 class Broker(_Closable):
     """Builds producers and sources for one broker from its config section.
 
-    Subclasses set ``name`` and ``config_model`` and are registered in the
-    ``brokerq.brokers`` entry-point group.
+    Subclasses set ``name``, ``section`` (the YAML key that selects them, e.g. ``kq``;
+    several brokers may share one section, told apart by its ``backend`` key),
+    ``config_model`` and ``capabilities``, and are registered in the ``brokerq.brokers``
+    entry-point group. Optional operations raise NotSupported unless a backend overrides them.
     """
 
     name: ClassVar[str]
+    section: ClassVar[str] = "broker"
+    section_default: ClassVar[bool] = False  # picked when the section names no ``backend``
     config_model: ClassVar[type[BaseModel]]
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     @classmethod
     def from_config(cls, config: BaseModel | Mapping[str, Any]) -> Broker:
@@ -187,6 +353,19 @@ class Broker(_Closable):
     @abstractmethod
     def __init__(self, config: Any) -> None: ...
 
+    @property
+    def middleware(self) -> MiddlewareChain:
+        """The middleware whose producer hooks this broker's producers run (tracing by
+        default when OpenTelemetry is configured)."""
+        chain: MiddlewareChain | None = self.__dict__.get("_middleware")
+        if chain is None:
+            chain = self.__dict__["_middleware"] = MiddlewareChain(default_middleware())
+        return chain
+
+    def add_middleware(self, *middleware: Middleware) -> None:
+        """Add producer hooks for producers built from now on (``Middleware.before_push``)."""
+        self.__dict__["_middleware"] = MiddlewareChain([*self.middleware, *middleware])
+
     @abstractmethod
     def producer(self) -> Producer:
         """A producer for immediate messages."""
@@ -195,12 +374,14 @@ class Broker(_Closable):
         raise NotSupported(f"the {self.name} broker has no delayed jobs")
 
     @abstractmethod
-    def source(self) -> Source:
-        """A new receiving side (one per consumer process)."""
+    def source(self, prefetch: int | None = None) -> Source:
+        """A new receiving side (one per consumer process). ``prefetch``: how many messages it
+        may hold beyond those being handled (the Worker passes one computed from its
+        concurrency); None: the backend's default."""
 
     def worker_options(self) -> dict[str, Any]:
-        """Worker settings the config section implies (e.g. kq ``processors`` → ``concurrency``,
-        a section-level ``retry``); top-level YAML keys override them."""
+        """Deprecated worker settings still found in the config section (e.g. kq
+        ``processors``); top-level YAML keys override them. New backends return {}."""
         return {}
 
     @abstractmethod
@@ -211,12 +392,41 @@ class Broker(_Closable):
         """Counts such as pending, delayed, in_flight, dead (what the backend knows)."""
         raise NotSupported(f"the {self.name} broker keeps no stats")
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+    def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
+        """Up to ``limit`` dead letters, oldest first; only those whose ``ref`` or message id
+        is in ``refs`` when given."""
         raise NotSupported(f"the {self.name} broker keeps no dead letters here")
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
-        """Requeue dead letters (all when refs is None); return how many."""
+        """Requeue dead letters (all when refs is None) at attempt 1; return how many."""
         raise NotSupported(f"the {self.name} broker keeps no dead letters here")
 
-    def purge_dead(self) -> int:
+    def purge_dead(self, refs: list[str] | None = None) -> int:
+        """Delete dead letters (all when refs is None); return how many."""
         raise NotSupported(f"the {self.name} broker keeps no dead letters here")
+
+    # -- job control (issue: idempotent enqueue, status, pause) -------------------------------
+    def job(self, job_id: str) -> JobInfo | None:
+        """What the broker knows of job ``job_id``; None when it knows nothing of it."""
+        raise NotSupported(f"the {self.name} broker cannot look jobs up by id")
+
+    def pause(self) -> None:
+        """Stop every worker of this queue from taking new jobs (in-flight ones finish)."""
+        raise NotSupported(f"the {self.name} broker cannot pause")
+
+    def resume(self) -> None:
+        """Undo ``pause``."""
+        raise NotSupported(f"the {self.name} broker cannot pause")
+
+    def is_paused(self) -> bool:
+        """True while the queue is paused (False where pausing is not supported)."""
+        return False
+
+    # -- live workers ---------------------------------------------------------------------------
+    def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """Record that the worker ``info`` is alive for the next ``ttl`` seconds."""
+        raise NotSupported(f"the {self.name} broker keeps no worker heartbeats")
+
+    def workers(self) -> list[WorkerInfo]:
+        """The workers whose heartbeat has not expired."""
+        raise NotSupported(f"the {self.name} broker keeps no worker heartbeats")

@@ -5,36 +5,48 @@ validates with pydantic. Every error names the file, the key path and the line::
 
     configs/orders.yaml:7: kq.offset: Input should be 'first' or 'last'
 
-Exactly one broker section picks the backend: ``kq:`` (Kafka), ``dq:`` (beanstalkd),
-``embedded:`` (sqlite, or memory with ``backend: memory``), or ``broker: {type: NAME, ...}``
-for any registered third-party broker. The section is validated by that broker's own model.
+Exactly one broker section picks the backend. Sections come from the registered brokers
+(brokerq.registry.sections: each Broker class declares its ``section``): ours are ``kq:``
+(Kafka), ``dq:`` (beanstalkd) and ``embedded:`` (sqlite, or memory with ``backend: memory``);
+``broker: {type: NAME, ...}`` picks any registered broker by name. The section is validated
+by that broker's own model and describes only the broker: worker settings (concurrency,
+prefetch, retry, time_limit, shutdown_timeout) live at the top level.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
 
 from brokerq.broker import Broker
-from brokerq.duration import Duration
+from brokerq.duration import Duration, parse_duration
 from brokerq.errors import ConfigError
 from brokerq.metrics.config import MetricsConf
-from brokerq.registry import broker_class
+from brokerq.registry import broker_class, sections
 from brokerq.retry import RetryPolicy
 
-SECTIONS: dict[str, str | None] = {
-    "kq": "kafka",
-    "dq": "beanstalk",
-    "embedded": None,
-    "broker": None,
-}
+logger = logging.getLogger(__name__)
 
 Loc = tuple[str | int, ...]
+
+
+def _limit(value: object) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("time limit must be positive (or none)")
+    return seconds
+
+
+TimeLimit = Annotated[float | None, BeforeValidator(_limit)]
+"""Seconds, a human duration, or ``none`` for no limit."""
 
 
 class WorkerConfig(BaseModel):
@@ -45,34 +57,29 @@ class WorkerConfig(BaseModel):
     name: str = "brokerq"
     handler: str = Field(description="module:function that handles each message")
     concurrency: int | None = Field(default=None, ge=1, description="parallel handlers")
+    prefetch: int | None = Field(
+        default=None,
+        ge=1,
+        description="messages held beyond those running (default 2x concurrency)",
+    )
     retry: RetryPolicy | None = None
+    time_limit: TimeLimit = Field(default=30 * 60.0, description="per handling; none: no limit")
+    time_limit_grace: Duration = 5.0
     shutdown_timeout: Duration = 30.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     middleware: list[str] = Field(default_factory=list, description="module:Class, in order")
     metrics: MetricsConf | None = Field(
         default=None, description="Prometheus exporter and health endpoints (brokerq.metrics)"
     )
-    kq: dict[str, Any] | None = None
-    dq: dict[str, Any] | None = None
-    embedded: dict[str, Any] | None = None
-    broker: dict[str, Any] | None = None
 
+    _section: str = PrivateAttr(default="")
     _broker_name: str = PrivateAttr(default="")
     _broker_config: BaseModel | None = PrivateAttr(default=None)
 
-    @model_validator(mode="after")
-    def _one_section(self) -> WorkerConfig:
-        present = [s for s in SECTIONS if getattr(self, s) is not None]
-        if len(present) != 1:
-            found = ", ".join(present) or "none"
-            raise ValueError(
-                f"exactly one broker section of kq, dq, embedded, broker is required (found: {found})"
-            )
-        return self
-
     @property
     def section(self) -> str:
-        return next(s for s in SECTIONS if getattr(self, s) is not None)
+        """The YAML key of the broker section (kq, dq, embedded, broker, ...)."""
+        return self._section
 
     @property
     def broker_name(self) -> str:
@@ -88,13 +95,23 @@ class WorkerConfig(BaseModel):
         return broker_class(self.broker_name).from_config(self.broker_config)
 
     def worker_options(self, broker: Broker) -> dict[str, Any]:
-        """Keyword arguments for brokerq.worker.Worker: the section's defaults, top level wins."""
-        options: dict[str, Any] = {"shutdown_timeout": self.shutdown_timeout}
-        options.update(broker.worker_options())
-        if self.concurrency is not None:
-            options["concurrency"] = self.concurrency
-        if self.retry is not None:
-            options["retry"] = self.retry
+        """Keyword arguments for brokerq.worker.Worker. Settings still written in the broker
+        section (deprecated, accepted for one release) apply unless the top level sets them."""
+        options: dict[str, Any] = {}
+        for key, value in broker.worker_options().items():
+            logger.warning(
+                "%s: worker settings in the broker section are deprecated: set %s: at the "
+                "top level of the config instead",
+                self.section,
+                key,
+            )
+            options[key] = value
+        options["shutdown_timeout"] = self.shutdown_timeout
+        options["time_limit"] = self.time_limit
+        options["time_limit_grace"] = self.time_limit_grace
+        for key in ("concurrency", "prefetch", "retry"):
+            if getattr(self, key) is not None:
+                options[key] = getattr(self, key)
         return options
 
 
@@ -121,41 +138,64 @@ def loads(text: str, source: str = "<config>") -> WorkerConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of settings at the top level")
     data = _interpolate(data, (), lines, source)
+    known = sections()
+    present = [k for k in data if k in known]
+    if len(present) != 1:
+        where = f"{source}:{_line(lines, (present[1],))}" if len(present) > 1 else source
+        raise ConfigError(
+            f"{where}: exactly one broker section of "
+            f"{', '.join([*sorted(set(known) - {'broker'}), 'broker'])} is required "
+            f"(found: {', '.join(present) or 'none'})"
+        )
+    section_key = present[0]
+    section = data.pop(section_key)
+    if not isinstance(section, dict):
+        raise ConfigError(
+            f"{source}:{_line(lines, (section_key,))}: {section_key}: expected a mapping of settings"
+        )
     try:
         config = WorkerConfig.model_validate(data)
     except ValidationError as e:
         raise _config_error(e, source, lines, ()) from None
-    name, section = _resolve_section(config, source, lines)
+    name, section = _resolve_section(section_key, dict(section), known, source, lines)
     try:
         config._broker_config = broker_class(name).config_model.model_validate(section)
     except ValidationError as e:
-        raise _config_error(e, source, lines, (config.section,)) from None
+        raise _config_error(e, source, lines, (section_key,)) from None
     except ConfigError as e:
-        raise ConfigError(f"{source}:{_line(lines, (config.section,))}: {e}") from e
+        raise ConfigError(f"{source}:{_line(lines, (section_key,))}: {e}") from e
+    config._section = section_key
     config._broker_name = name
     return config
 
 
 def _resolve_section(
-    config: WorkerConfig, source: str, lines: dict[Loc, int]
+    key: str,
+    section: dict[str, Any],
+    known: dict[str, tuple[str, ...]],
+    source: str,
+    lines: dict[Loc, int],
 ) -> tuple[str, dict[str, Any]]:
-    section = dict(getattr(config, config.section))
-    name = SECTIONS[config.section]
-    if config.section == "embedded":
-        name = str(section.get("backend", "sqlite"))
-    elif config.section == "broker":
+    """Which broker a section picks: ``broker: {type: NAME}``, a ``backend:`` key among the
+    brokers sharing a section, else the section's default broker."""
+    if key == "broker":
         name = str(section.pop("type", ""))
         if not name:
             raise ConfigError(
                 f"{source}:{_line(lines, ('broker',))}: broker.type: required (a broker name)"
             )
-    assert name is not None
+    else:
+        candidates = known[key]
+        name = str(section.get("backend", candidates[0]))
+        if name not in candidates:
+            raise ConfigError(
+                f"{source}:{_line(lines, (key, 'backend'))}: {key}.backend: {name!r} is not "
+                f"one of {', '.join(candidates)}"
+            )
     try:
         broker_class(name)
     except ConfigError as e:
-        raise ConfigError(
-            f"{source}:{_line(lines, (config.section,))}: {config.section}: {e}"
-        ) from e
+        raise ConfigError(f"{source}:{_line(lines, (key,))}: {key}: {e}") from e
     return name, section
 
 

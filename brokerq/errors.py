@@ -6,8 +6,11 @@
     │   ├── ConnectionFailed     the broker cannot be reached
     │   ├── DeliveryError        a message could not be written (or some of a batch failed)
     │   ├── MessageTooLarge      a message is over the broker's size limit
+    │   ├── DuplicateJob         a live job already has this caller-chosen id
     │   └── NotSupported         the broker cannot do this (e.g. delay on a plain stream)
     ├── DecodeError              a stored message or payload cannot be decoded / validated
+    ├── TimeLimitExceeded        raised inside a handler that ran past its time limit
+    ├── WorkerCrashed            a message redelivered past max_attempts: its handler kills workers
     ├── Retry                    raised by a handler: retry after a given delay
     └── Drop                     raised by a handler: dead-letter now, do not retry
 
@@ -45,12 +48,36 @@ class MessageTooLarge(BrokerError):
     """A message exceeds the broker's maximum size."""
 
 
+class DuplicateJob(BrokerError):
+    """A job with this caller-chosen id is still pending, delayed, running or reserved.
+
+    ``job_id`` and ``state`` (pending, delayed, running, retrying, done, ...) say which.
+    """
+
+    def __init__(self, job_id: str, state: str) -> None:
+        super().__init__(f"job {job_id!r} already exists ({state})")
+        self.job_id = job_id
+        self.state = state
+
+
 class NotSupported(BrokerError):
     """The broker has no such capability."""
 
 
 class DecodeError(BrokerqError):
     """A message body or payload could not be decoded or validated."""
+
+
+class TimeLimitExceeded(BrokerqError):
+    """Raised in a handler's thread (or its task cancelled) when it runs past its time limit.
+
+    The job then follows the retry policy like any other failure (dramatiq's TimeLimit rule).
+    """
+
+
+class WorkerCrashed(BrokerqError):
+    """Recorded for a message delivered more than ``max_attempts`` times without ever being
+    settled: its handler kills the worker process (segfault, OOM, ``os._exit``)."""
 
 
 class Retry(BrokerqError):

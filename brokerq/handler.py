@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from brokerq.errors import ConfigError, DecodeError
+from brokerq.errors import ConfigError, DecodeError, TimeLimitExceeded
 from brokerq.message import Message
 
 
@@ -116,9 +116,26 @@ class Handler:
             getattr(self.fn, "__call__", None)  # noqa: B004 - async callable objects
         )
 
-    def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message, time_limit: float | None = None) -> None:
+        """Run the handler on ``message``. An async handler still running after
+        ``time_limit`` seconds is cancelled and TimeLimitExceeded raised (sync handlers are
+        interrupted by the worker's watchdog, brokerq.timelimit)."""
         arg = self._decode(message)
-        if self.is_async:
+        if not self.is_async:
+            self.fn(arg)
+        elif time_limit is None:
             _LoopThread.run(self.fn(arg))
         else:
-            self.fn(arg)
+            _LoopThread.run(_limited(self.fn(arg), time_limit))
+
+
+async def _limited(coro: Coroutine[Any, Any, Any], limit: float) -> Any:
+    """Await ``coro`` for up to ``limit`` seconds, then cancel it and raise TimeLimitExceeded
+    (a TimeoutError the handler raises itself stays what it is)."""
+    task = asyncio.ensure_future(coro)
+    done, _ = await asyncio.wait({task}, timeout=limit)
+    if not done:
+        task.cancel()
+        await asyncio.wait({task})
+        raise TimeLimitExceeded(f"handler ran past its time limit of {limit:.3g}s")
+    return task.result()

@@ -1,7 +1,13 @@
-"""Middleware: hooks around handling a message (logging, metrics, timing, tracing).
+"""Middleware: hooks around handling a message and around pushing one (logging, metrics,
+timing, tracing).
 
-``before_process`` hooks run in order, ``after_process`` hooks in reverse. An exception raised
-inside a hook is logged and swallowed: a broken metrics exporter must not lose a message.
+``before_*`` hooks run in order, ``after_*`` hooks in reverse. An exception raised inside a
+hook is logged and swallowed: a broken metrics exporter must not lose a message.
+
+Producer hooks: a Broker's producers call ``before_push(queue, headers)`` (which may add
+headers, e.g. a trace context) and ``after_push(queue, error)`` once the broker accepted or
+refused the message. Producers skip both entirely when no middleware overrides them, so
+the push fast path stays as fast as before.
 """
 
 from __future__ import annotations
@@ -9,14 +15,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from brokerq.message import Message
 
 logger = logging.getLogger(__name__)
 
 OK, RETRY, DEAD = "ok", "retry", "dead"
+T = TypeVar("T")
 
 
 class Middleware:
@@ -28,13 +36,73 @@ class Middleware:
     def after_process(self, message: Message, outcome: str, error: BaseException | None) -> None:
         """Called after the handler; ``outcome`` is ``ok``, ``retry`` or ``dead``."""
 
+    def before_push(self, queue: str, headers: dict[str, str]) -> None:
+        """Called in the pushing thread before a message is handed to the broker; may add
+        ``headers``. ``queue`` is the topic, tube or queue name."""
+
+    def after_push(self, queue: str, error: BaseException | None) -> None:
+        """Called once the broker accepted the message (``error`` None) or refused it.
+        May run on a backend's own thread (Kafka delivery reports)."""
+
+
+def _overrides(m: Middleware, name: str) -> bool:
+    return getattr(type(m), name) is not getattr(Middleware, name)
+
 
 class MiddlewareChain:
-    """Runs a sequence of middleware with the ordering and exception rules above."""
+    """Runs a sequence of middleware with the ordering and exception rules above.
+
+    ``push_hooks`` is False when no middleware has producer hooks: producers then skip them.
+    """
 
     def __init__(self, middleware: Sequence[Middleware] = ()) -> None:
         self._before = list(middleware)
         self._after = list(reversed(self._before))
+        self._before_push = [m for m in self._before if _overrides(m, "before_push")]
+        self._after_push = [m for m in self._after if _overrides(m, "after_push")]
+        self.push_hooks = bool(self._before_push or self._after_push)
+
+    def __iter__(self) -> Iterator[Middleware]:
+        return iter(self._before)
+
+    def before_push(self, queue: str, headers: Mapping[str, str] | None) -> dict[str, str]:
+        """Run the ``before_push`` hooks on a copy of ``headers``; return the copy."""
+        out = dict(headers or {})
+        for m in self._before_push:
+            try:
+                m.before_push(queue, out)
+            except Exception:
+                logger.exception("middleware %s.before_push failed", type(m).__name__)
+        return out
+
+    def push(
+        self,
+        queue: str,
+        headers: Mapping[str, str] | None,
+        send: Callable[[Mapping[str, str] | None], T],
+    ) -> T:
+        """``send(headers)`` wrapped in the producer hooks (just ``send`` when there are none).
+
+        For producers that learn the outcome at once (sqlite, dq); Kafka's calls
+        ``after_push`` from its delivery reports instead.
+        """
+        if not self.push_hooks:
+            return send(headers)
+        headers = self.before_push(queue, headers)
+        try:
+            result = send(headers)
+        except BaseException as e:
+            self.after_push(queue, e)
+            raise
+        self.after_push(queue, None)
+        return result
+
+    def after_push(self, queue: str, error: BaseException | None) -> None:
+        for m in self._after_push:
+            try:
+                m.after_push(queue, error)
+            except Exception:
+                logger.exception("middleware %s.after_push failed", type(m).__name__)
 
     def before(self, message: Message) -> None:
         for m in self._before:
@@ -52,14 +120,32 @@ class MiddlewareChain:
 
 
 class LoggingMiddleware(Middleware):
-    """Logs each outcome at DEBUG (success) or WARNING (retry, dead)."""
+    """One line per outcome: DEBUG for success, INFO for a retry (its traceback at DEBUG),
+    WARNING for a dead letter with its traceback. Each names the message id, the attempt and
+    the error as ``Type: message``."""
 
     def after_process(self, message: Message, outcome: str, error: BaseException | None) -> None:
         if outcome == OK:
             logger.debug("message %s done (attempt %d)", message.id, message.attempt)
+            return
+        text = f"{type(error).__name__}: {error}" if error is not None else outcome
+        if outcome == RETRY:
+            logger.info(
+                "message %s failed on attempt %d, will retry: %s",
+                message.id,
+                message.attempt,
+                text,
+                exc_info=(type(error), error, error.__traceback__)
+                if error is not None and logger.isEnabledFor(logging.DEBUG)
+                else None,
+            )
         else:
             logger.warning(
-                "message %s %s after attempt %d: %s", message.id, outcome, message.attempt, error
+                "message %s dead after attempt %d: %s",
+                message.id,
+                message.attempt,
+                text,
+                exc_info=(type(error), error, error.__traceback__) if error is not None else None,
             )
 
 

@@ -1,11 +1,14 @@
-"""Find broker classes by name through the ``brokerq.brokers`` entry-point group.
+"""Find broker classes through the ``brokerq.brokers`` entry-point group.
 
 A third-party backend registers itself the same way ours do, in its own pyproject:
-``[project.entry-points."brokerq.brokers"] mybroker = "mypkg.broker:MyBroker"``.
+``[project.entry-points."brokerq.brokers"] mybroker = "mypkg.broker:MyBroker"``. Its class
+declares the YAML ``section`` that selects it (ours: ``kq``, ``dq``, ``embedded``); any
+broker can also be picked by name with ``broker: {type: NAME, ...}``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from importlib.metadata import entry_points
 
@@ -14,34 +17,43 @@ from brokerq.errors import ConfigError
 
 GROUP = "brokerq.brokers"
 
-# Used when brokerq runs from a source tree that was never installed (no entry points yet).
-_BUILTIN = {
-    "memory": "brokerq.embedded.memory:MemoryBroker",
-    "sqlite": "brokerq.embedded.sqlite:SqliteBroker",
-    "kafka": "brokerq_kafka.broker:KafkaBroker",
-    "beanstalk": "brokerq_beanstalk.broker:BeanstalkBroker",
-}
-
-_EXTRAS = {"kafka": "kafka", "beanstalk": "beanstalk"}
-
 
 def available() -> list[str]:
     """Names of every registered broker."""
-    return sorted({ep.name for ep in entry_points(group=GROUP)} | set(_BUILTIN))
+    return sorted({ep.name for ep in entry_points(group=GROUP)})
 
 
 def broker_class(name: str) -> type[Broker]:
     """The Broker class registered under ``name``; ConfigError if unknown or not installed."""
     target = next((ep.value for ep in entry_points(group=GROUP) if ep.name == name), None)
-    target = target or _BUILTIN.get(name)
     if target is None:
-        raise ConfigError(f"unknown broker {name!r}; known: {', '.join(available())}")
+        known = ", ".join(available()) or "none (is brokerq installed? pip install -e .)"
+        raise ConfigError(f"unknown broker {name!r}; known: {known}")
     module_name, _, attr = target.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), attr)
     except ImportError as e:
-        hint = f" (pip install 'brokerq[{_EXTRAS[name]}]')" if name in _EXTRAS else ""
+        top = module_name.split(".")[0]
+        hint = f" (pip install 'brokerq[{name}]')" if top != "brokerq" else ""
         raise ConfigError(f"broker {name!r} cannot be loaded: {e}{hint}") from e
     if not (isinstance(cls, type) and issubclass(cls, Broker)):
         raise ConfigError(f"broker {name!r} ({target}) is not a brokerq.broker.Broker")
     return cls
+
+
+@functools.lru_cache(maxsize=1)
+def sections() -> dict[str, tuple[str, ...]]:
+    """YAML section name -> names of the brokers that declare it, their default first.
+
+    Brokers that cannot be imported (an extra not installed) are left out; ``broker`` (pick
+    by ``type``) is always there.
+    """
+    found: dict[str, list[tuple[bool, str]]] = {"broker": []}
+    for name in available():
+        try:
+            cls = broker_class(name)
+        except ConfigError:
+            continue
+        if cls.section != "broker":
+            found.setdefault(cls.section, []).append((not cls.section_default, name))
+    return {s: tuple(n for _, n in sorted(v)) for s, v in found.items()}

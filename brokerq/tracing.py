@@ -1,9 +1,10 @@
 """OpenTelemetry, when installed: trace context travels in message headers.
 
-Producers call ``inject(headers)`` so the W3C ``traceparent`` rides with the message; the
-worker adds ``TracingMiddleware`` (when an SDK tracer provider is configured) so each handling
-runs in a CONSUMER span whose parent is the producer's span. Without OpenTelemetry, or without
-a configured SDK, both cost nothing.
+``TracingMiddleware`` is one middleware for both sides: its ``before_push`` hook injects the
+W3C ``traceparent`` of the current span into a pushed message's headers (every producer of
+every backend runs it), and around handling it opens a CONSUMER span whose parent is the
+producer's span. Brokers and workers add it by themselves when an SDK tracer provider is
+configured (``default_middleware``); without OpenTelemetry, or without an SDK, it costs nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class TracingMiddleware(Middleware):
             raise RuntimeError("TracingMiddleware needs opentelemetry-api installed")
         self._tracer = _trace.get_tracer("brokerq", tracer_provider=tracer_provider)
         self._local = threading.local()
+
+    def before_push(self, queue: str, headers: dict[str, str]) -> None:
+        inject(headers)
 
     def before_process(self, message: Message) -> None:
         parent = _propagate.extract(dict(message.headers))

@@ -1,62 +1,108 @@
 """The worker runtime: turns any ``Source`` into a ``Consumer``.
 
 ``concurrency`` threads each receive from the source, run middleware and the handler, then
-ack, retry or dead-letter. There is no hand-off queue between receiving and handling (a
-shared queue cost 5x the throughput): a thread receives only when it is free, so the
-prefetch is whatever the source buffers, and every source's buffer is bounded. A slow
-handler therefore stops receiving and the backpressure reaches the broker. On ``stop()``
-threads stop receiving and ``consume`` waits up to ``shutdown_timeout`` for running
-handlers; anything still running then is left unacked, so the broker delivers it again.
+carry out the outcome that ``brokerq.outcome.decide`` gives (ack, retry or dead). There is
+no hand-off queue between receiving and handling (a shared queue cost 5x the throughput):
+a thread receives only when it is free, so the prefetch is what the source buffers. The
+Worker computes that prefetch from its concurrency and passes it to ``broker.source``.
+
+Fate rules (the Worker decides, the Source carries it out):
+
+- A handler that raises anything, ``SystemExit`` included, has failed that message: the
+  thread lives on. Only the worker's own stop ends a thread.
+- When the source cannot carry an outcome out (it raises), the delivery is released and
+  the verdict remembered by message id: when the message comes again the same verdict is
+  applied without running the handler, and the recorded error stays the handler's.
+- A message delivered more than ``max_attempts`` times without being settled (its handler
+  kills the process) is dead-lettered as ``WorkerCrashed`` without running.
+- Time limits (brokerq.timelimit): past its limit a handler is interrupted; past limit +
+  grace its thread is abandoned, the delivery failed with TimeLimitExceeded, and a fresh
+  thread keeps ``concurrency`` at N.
+
+On ``stop()`` threads stop receiving and ``consume`` waits up to ``shutdown_timeout`` for
+running handlers; anything still running then is left unacked, so the broker delivers it again.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from brokerq.broker import Consumer, Delivery, Source
-from brokerq.errors import DecodeError, Drop, Retry
 from brokerq.handler import Handler
-from brokerq.middleware import DEAD, OK, RETRY, Middleware, MiddlewareChain
+from brokerq.headers import time_limit_of
+from brokerq.middleware import Middleware, MiddlewareChain
+from brokerq.outcome import DEAD, OK, RETRY, Failure, Outcome, crashed, decide, poison
 from brokerq.retry import RetryPolicy
+from brokerq.timelimit import Slot, Watchdog, exceeded
 from brokerq.tracing import default_middleware
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_TIME_LIMIT = 30 * 60.0
+VERDICTS_KEPT = 10_000  # verdicts waiting for a redelivery, at most
+
 
 def describe(error: BaseException) -> str:
     """``Type: message``, the form recorded with retries and dead letters."""
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return str(Failure.of(error))
+
+
+def prefetch_for(concurrency: int) -> int:
+    """Messages a source may hold beyond those being handled: enough to keep every thread
+    busy between round trips, few enough that another process can take the rest."""
+    return max(2, concurrency * 2)
 
 
 class Worker(Consumer):
-    """Runs a handler over a Source with concurrency, retries, middleware and graceful stop."""
+    """Runs a handler over a Source with concurrency, retries, time limits, middleware and
+    graceful stop.
+
+    ``source``: a Source, or a factory such as ``broker.source`` (called with
+    ``prefetch=`` when it accepts it). ``time_limit``: seconds a handler may run (None: no
+    limit); a message's ``brokerq-time-limit`` header overrides it. ``time_limit_grace``:
+    seconds past the limit before a handler that could not be interrupted is abandoned.
+    """
 
     def __init__(
         self,
-        source: Source | Callable[[], Source],
+        source: Source | Callable[..., Source],
         *,
         concurrency: int = 1,
         retry: RetryPolicy | None = None,
         middleware: Sequence[Middleware] = (),
         shutdown_timeout: float = 30.0,
         receive_timeout: float = 0.5,
+        prefetch: int | None = None,
+        time_limit: float | None = DEFAULT_TIME_LIMIT,
+        time_limit_grace: float = 5.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if time_limit is not None and time_limit <= 0:
+            raise ValueError("time_limit must be positive (or None for no limit)")
         self._source_arg = source
         self.concurrency = concurrency
+        self.prefetch = prefetch if prefetch is not None else prefetch_for(concurrency)
         self.retry_policy = retry or RetryPolicy()
         self.middleware = MiddlewareChain([*default_middleware(), *middleware])
         self.shutdown_timeout = shutdown_timeout
         self.receive_timeout = receive_timeout
+        self.time_limit = time_limit
+        self.time_limit_grace = time_limit_grace
         self._stopping = threading.Event()
         self._abandoned = threading.Event()
         self._failure: BaseException | None = None
+        self._verdicts: OrderedDict[str, Outcome] = OrderedDict()
+        self._lock = threading.Lock()
+        self._workers: list[tuple[threading.Thread, Slot]] = []
+        self._source: Source | None = None
+        self._call: Handler | None = None
 
     # -- public -----------------------------------------------------------------------------
     def consume(self, handler: Callable[..., Any] | str) -> None:
@@ -66,25 +112,23 @@ class Worker(Consumer):
         error is raised from here after the other threads have finished.
         """
         call = handler if isinstance(handler, Handler) else Handler(handler)
-        arg = self._source_arg
-        source = arg if isinstance(arg, Source) else arg()
+        source = self._open_source()
+        self._source, self._call = source, call
         self._stopping.clear()
         self._abandoned.clear()
         self._failure = None
-        threads = [
-            threading.Thread(
-                target=self._work, args=(source, call), name=f"brokerq-worker-{i}", daemon=True
-            )
-            for i in range(self.concurrency)
-        ]
-        for t in threads:
-            t.start()
+        self._workers = []
+        for _ in range(self.concurrency):
+            self._spawn()
+        watchdog = Watchdog(self._busy_slots, self.time_limit_grace, self._abandon)
+        watchdog.start()
         logger.info("worker started: handler=%s concurrency=%d", call.name, self.concurrency)
         try:
             while not self._stopping.wait(0.5):
                 pass
         finally:
-            self._shutdown(source, threads)
+            watchdog.stop()
+            self._shutdown(source)
         if self._failure is not None:
             raise self._failure
 
@@ -96,10 +140,51 @@ class Worker(Consumer):
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    # -- internals --------------------------------------------------------------------------
-    def _shutdown(self, source: Source, threads: list[threading.Thread]) -> None:
+    @property
+    def in_flight(self) -> int:
+        """Handlers running now."""
+        return sum(1 for s in self._busy_slots() if s.delivery is not None)
+
+    # -- threads ----------------------------------------------------------------------------
+    def _open_source(self) -> Source:
+        arg = self._source_arg
+        if isinstance(arg, Source):
+            return arg
+        try:
+            accepts = "prefetch" in inspect.signature(arg).parameters
+        except (TypeError, ValueError):
+            accepts = False
+        return arg(prefetch=self.prefetch) if accepts else arg()
+
+    def _spawn(self) -> None:
+        slot = Slot()
+        with self._lock:
+            name = f"brokerq-worker-{len(self._workers)}"
+            thread = threading.Thread(target=self._work, args=(slot,), name=name, daemon=True)
+            self._workers.append((thread, slot))
+        thread.start()
+
+    def _busy_slots(self) -> list[Slot]:
+        """Slots of the threads that count towards ``concurrency`` (not abandoned)."""
+        with self._lock:
+            return [slot for _, slot in self._workers if not slot.abandoned]
+
+    def _abandon(self, slot: Slot, delivery: Delivery[Any]) -> None:
+        """The watchdog gave up on a handler: fail its delivery, replace its thread."""
+        assert self._source is not None
+        msg = delivery.message
+        error = exceeded(time_limit_of(msg.headers) or self.time_limit)
+        outcome = decide(msg, error, self.retry_policy)
+        self._carry_out(self._source, delivery, outcome)
+        self.middleware.after(msg, outcome.kind, error)
+        if not self._stopping.is_set():
+            self._spawn()
+
+    def _shutdown(self, source: Source) -> None:
         self._stopping.set()
         deadline = time.monotonic() + self.shutdown_timeout
+        with self._lock:
+            threads = [t for t, slot in self._workers if not slot.abandoned]
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
         alive = sum(t.is_alive() for t in threads)
@@ -117,10 +202,12 @@ class Worker(Consumer):
             logger.exception("closing the source failed")
         logger.info("worker stopped")
 
-    def _work(self, source: Source, call: Handler) -> None:
+    def _work(self, slot: Slot) -> None:
+        source, call = self._source, self._call
+        assert source is not None and call is not None
         stopping = self._stopping
         timeout = self.receive_timeout
-        while not stopping.is_set():
+        while not stopping.is_set() and not slot.abandoned:
             try:
                 delivery = source.receive(timeout)
             except Exception as e:
@@ -133,7 +220,7 @@ class Worker(Consumer):
             if stopping.is_set():
                 self._release(source, delivery)
                 return
-            self.process(source, call, delivery)
+            self.process(source, call, delivery, slot)
 
     def _release(self, source: Source, delivery: Delivery[Any]) -> None:
         try:
@@ -141,62 +228,67 @@ class Worker(Consumer):
         except Exception:
             logger.exception("release of message %s failed", delivery.message.id)
 
-    def process(self, source: Source, call: Handler, delivery: Delivery[Any]) -> str:
-        """Handle one delivery and settle it with the source; return the outcome."""
+    # -- one message ------------------------------------------------------------------------
+    def process(
+        self, source: Source, call: Handler, delivery: Delivery[Any], slot: Slot | None = None
+    ) -> str:
+        """Handle one delivery and settle it with the source; return the outcome kind."""
         msg = delivery.message
         policy = self.retry_policy
+        with self._lock:
+            verdict = self._verdicts.pop(msg.id, None)
+        if verdict is not None:  # decided before; carrying it out failed: don't run again
+            return self._carry_out(source, delivery, verdict)
         if msg.attempt > policy.max_attempts:
-            # Redelivered after workers died holding it: a poison job must not loop forever.
-            poison = RuntimeError(
-                f"delivered {msg.attempt} times without being settled "
-                f"(max_attempts={policy.max_attempts}): workers died while handling it"
-            )
-            return self._settle(source, delivery, DEAD, 0.0, poison)
+            kind = self._carry_out(source, delivery, poison(msg, policy.max_attempts))
+            self.middleware.after(msg, kind, crashed(msg, policy.max_attempts))
+            return kind
+        slot = slot or Slot()
+        limit = time_limit_of(msg.headers) or self.time_limit
         self.middleware.before(msg)
         error: BaseException | None = None
-        delay = 0.0
         try:
-            call(msg)
-            outcome = OK
-        except (Drop, DecodeError) as e:
-            error, outcome = e, DEAD
-        except Retry as e:
-            error = e
-            outcome = RETRY if policy.should_retry(msg.attempt) else DEAD
-            delay = e.after if e.after is not None else policy.delay(msg.attempt)
-        except Exception as e:
-            error = e
-            outcome = RETRY if policy.should_retry(msg.attempt) else DEAD
-            delay = policy.delay(msg.attempt)
-        except BaseException:
-            self._release(source, delivery)
-            raise
-        if self._abandoned.is_set():
-            return outcome  # shutdown gave up on us; the broker will redeliver
-        self._settle(source, delivery, outcome, delay, error)
-        self.middleware.after(msg, outcome, error)
-        return outcome
+            slot.enter(delivery, limit, self.time_limit_grace, call.is_async)
+            try:
+                call(msg, limit)
+            finally:
+                if slot.leave() and error is None:
+                    error = exceeded(limit)
+        except BaseException as e:  # SystemExit too: a failure of this message, not of us
+            error = error or e
+        if slot.abandoned or self._abandoned.is_set():
+            return DEAD  # the watchdog or shutdown settled (or gave up on) this delivery
+        outcome = decide(msg, error, policy)
+        self._carry_out(source, delivery, outcome)
+        self.middleware.after(msg, outcome.kind, error)
+        return outcome.kind
 
-    def _settle(
-        self,
-        source: Source,
-        delivery: Delivery[Any],
-        outcome: str,
-        delay: float,
-        error: BaseException | None,
-    ) -> str:
-        """Tell the source how it ended; a failure here only means the broker redelivers."""
+    def _carry_out(self, source: Source, delivery: Delivery[Any], outcome: Outcome) -> str:
+        """Tell the source the outcome. If it cannot, release the delivery and keep the
+        verdict for its redelivery."""
         try:
-            if outcome == OK:
+            if outcome.kind == OK:
                 source.ack(delivery)
-            elif outcome == RETRY:
-                source.retry(delivery, delay, describe(error))  # type: ignore[arg-type]
+            elif outcome.kind == RETRY:
+                assert outcome.failure is not None
+                source.retry(delivery, outcome.delay, outcome.failure)
             else:
-                source.dead(delivery, describe(error))  # type: ignore[arg-type]
-        except Exception:
-            logger.exception(
-                "settling message %s as %s failed; it will be redelivered",
+                assert outcome.failure is not None
+                source.dead(delivery, outcome.failure)
+        except Exception as e:
+            logger.warning(
+                "message %s: carrying out %s failed (%s); released, the verdict is kept "
+                "for its redelivery",
                 delivery.message.id,
-                outcome,
+                outcome.kind,
+                describe(e),
             )
-        return outcome
+            self._remember(delivery.message.id, outcome)
+            self._release(source, delivery)
+        return outcome.kind
+
+    def _remember(self, message_id: str, outcome: Outcome) -> None:
+        with self._lock:
+            self._verdicts[message_id] = outcome
+            while len(self._verdicts) > VERDICTS_KEPT:
+                self._verdicts.popitem(last=False)

@@ -34,6 +34,7 @@ class BeanstalkBroker(Broker):
     """Replicated delayed jobs on beanstalkd (go-queue dq), consumed once via Redis."""
 
     name: ClassVar[str] = "beanstalk"
+    section: ClassVar[str] = "dq"
     config_model: ClassVar[type[DqConf]] = DqConf
 
     def __init__(self, config: DqConf) -> None:
@@ -59,12 +60,16 @@ class BeanstalkBroker(Broker):
     def delay_producer(self) -> Producer:
         return Producer.from_conf(self.conf, guard=self._new_guard())
 
-    def source(self) -> Source:
+    def source(self, prefetch: int | None = None) -> Source:
         return make_source(self.conf)
 
     def worker_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"concurrency": self.conf.concurrency}
-        if self.conf.retry is not None:
+        """Deprecated ``dq.concurrency`` / ``dq.retry``, when written in the section."""
+        written = self.conf.model_fields_set
+        options: dict[str, Any] = {}
+        if "concurrency" in written:
+            options["concurrency"] = self.conf.concurrency
+        if "retry" in written and self.conf.retry is not None:
             options["retry"] = self.conf.retry
         return options
 
@@ -144,7 +149,13 @@ class BeanstalkBroker(Broker):
         except (greenstalk.NotFoundError, ConnectionFailed):
             return None
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+    def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
+        if refs is not None:
+            wanted = set(refs)
+            found = [
+                d for d in self.dead_letters(10_000) if d.ref in wanted or d.message.id in wanted
+            ]
+            return found[:limit]
         out: dict[str, DeadLetter] = {}
         for rec in self.guard.dead_records():
             if len(out) >= limit or rec["id"] in out:
@@ -203,8 +214,11 @@ class BeanstalkBroker(Broker):
                 logger.warning("retry_dead: %s is no longer buried", ref)
         return count
 
-    def purge_dead(self) -> int:
-        """Delete every buried job of the tube on every node and the dead-letter records."""
+    def purge_dead(self, refs: list[str] | None = None) -> int:
+        """Delete every buried job of the tube on every node and the dead-letter records
+        (only those ``refs`` when given)."""
+        if refs is not None:
+            return self._purge_refs(refs)
         for rec in self.guard.dead_records(100_000):
             self.guard.forget_dead(rec, rerun=False)
         count = 0
@@ -218,4 +232,27 @@ class BeanstalkBroker(Broker):
                 continue
             except ConnectionFailed as e:
                 logger.warning("purge_dead: %s", e)
+        return count
+
+    def _purge_refs(self, refs: list[str]) -> int:
+        wanted = set(refs)
+        records = {r["ref"]: r for r in self.guard.dead_records(100_000)}
+        count = 0
+        for letter in self.dead_letters(10_000, refs):
+            rec = records.get(letter.ref)
+            if rec is not None:
+                self.guard.forget_dead(rec, rerun=False)
+            endpoint, _, jid = letter.ref.rpartition("/")
+            node = self._node(endpoint)
+            if node is None or not jid.isdigit():
+                continue
+            try:
+                with self._client(node) as c:
+                    c.delete(int(jid))
+                count += 1
+            except greenstalk.NotFoundError:
+                logger.warning("purge_dead: %s is no longer buried", letter.ref)
+            except ConnectionFailed as e:
+                logger.warning("purge_dead: %s", e)
+        del wanted
         return count

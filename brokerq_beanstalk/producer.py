@@ -26,13 +26,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
-from brokerq.broker import DelayProducer
+from brokerq.broker import DelayProducer, refuse_options
 from brokerq.broker import Producer as PushProducer
 from brokerq.errors import BrokerError, ConnectionFailed, DeliveryError, MessageTooLarge
-from brokerq.timing import due_after, due_at
+from brokerq.headers import with_options
 from brokerq_beanstalk import codec
 from brokerq_beanstalk._wire import NodeConn
 from brokerq_beanstalk.config import Beanstalk, DqConf
@@ -104,34 +103,6 @@ class Producer(DelayProducer):
         )
 
     # -- DelayProducer ----------------------------------------------------------------------
-    def delay(
-        self,
-        value: bytes | str,
-        delay: float | timedelta,
-        *,
-        priority: int | None = None,
-        ttr: float | None = None,
-        key: bytes | str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> str:
-        """Run the job ``delay`` seconds from now (sub-second precision); return its id."""
-        due = due_after(delay)
-        return self._put(value, due, due - time.time(), priority, ttr, key, headers)
-
-    def at(
-        self,
-        value: bytes | str,
-        when: datetime,
-        *,
-        priority: int | None = None,
-        ttr: float | None = None,
-        key: bytes | str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> str:
-        """Run the job at ``when`` (aware, or naive local time); a past time is a ValueError."""
-        due = due_at(when)
-        return self._put(value, due, max(0.0, due - time.time()), priority, ttr, key, headers)
-
     def schedule(
         self,
         value: bytes | str,
@@ -139,18 +110,31 @@ class Producer(DelayProducer):
         *,
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        job_id: str | None = None,
+        priority: int | None = None,
+        time_limit: float | None = None,
+        type: str | None = None,
     ) -> str:
-        """Run the job at unix time ``due`` (validated by the caller) with default priority/ttr."""
-        return self._put(value, due, max(0.0, due - time.time()), None, None, key, headers)
+        """Run the job at unix time ``due`` (validated by ``delay`` / ``at``); return its id."""
+        refuse_options("beanstalk", job_id=job_id)
+        headers = with_options(headers, time_limit=time_limit, type=type)
+        return self._put(value, due, max(0.0, due - time.time()), priority, None, key, headers)
 
     def push(
         self,
         value: bytes | str,
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        job_id: str | None = None,
+        priority: int | None = None,
+        time_limit: float | None = None,
+        type: str | None = None,
     ) -> str:
-        """An immediate job (no ``not_before``)."""
-        return self._put(value, None, 0.0, None, None, key, headers)
+        """An immediate job (no ``not_before``); return its id."""
+        refuse_options("beanstalk", job_id=job_id)
+        headers = with_options(headers, time_limit=time_limit, type=type)
+        return self._put(value, None, 0.0, priority, None, key, headers)
 
     def revoke(self, job_id: str) -> bool:
         """Delete every reachable copy and mark the id revoked; True if anything was cancelled."""
@@ -270,8 +254,15 @@ class PushAdapter(PushProducer):
         value: bytes | str,
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        job_id: str | None = None,
+        priority: int | None = None,
+        time_limit: float | None = None,
+        type: str | None = None,
     ) -> None:
-        self._producer.push(value, key, headers)
+        self._producer.push(
+            value, key, headers, job_id=job_id, priority=priority, time_limit=time_limit, type=type
+        )
 
     def close(self) -> None:
         self._producer.close()

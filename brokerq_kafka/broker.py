@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import BaseModel
 
 from brokerq.broker import Broker, DeadLetter
-from brokerq.errors import ConnectionFailed
+from brokerq.errors import ConnectionFailed, NotSupported
 from brokerq.message import Message
 from brokerq_kafka import _wire
 from brokerq_kafka._dlqadmin import DeadLetterAdmin, make_ref
@@ -24,6 +24,7 @@ class KafkaBroker(Broker):
     """Builds Pushers and KafkaSources from a ``KqConf`` section."""
 
     name: ClassVar[str] = "kafka"
+    section: ClassVar[str] = "kq"
     config_model: ClassVar[type[BaseModel]] = KqConf
 
     def __init__(self, config: KqConf) -> None:
@@ -35,12 +36,16 @@ class KafkaBroker(Broker):
     def producer(self) -> Pusher:
         return Pusher(self.conf.brokers, self.conf.topic, **self.conf.producer_options())
 
-    def source(self) -> KafkaSource:
+    def source(self, prefetch: int | None = None) -> KafkaSource:
         return KafkaSource(self.conf)
 
     def worker_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"concurrency": self.conf.processors}
-        if self.conf.retry is not None:
+        """Deprecated ``kq.processors`` / ``kq.retry``, when written in the section."""
+        written = self.conf.model_fields_set
+        options: dict[str, Any] = {}
+        if "processors" in written:
+            options["concurrency"] = self.conf.processors
+        if "retry" in written and self.conf.retry is not None:
             options["retry"] = self.conf.retry
         return options
 
@@ -75,18 +80,32 @@ class KafkaBroker(Broker):
             raise translate(e, f"kafka stats for {self.conf.topic!r}") from e
         return {"pending": pending, "dead": dead}
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """The DLQ records after the ``<group>.dlq-admin`` group's commits (ref "partition/offset")."""
+    def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
+        """The DLQ records after the ``<group>.dlq-admin`` group's commits (ref "partition/offset");
+        with ``refs``, only those whose ref or message id is listed."""
         with self._lock:
-            return [_dead_letter(record) for record in self._dlq().records(limit)]
+            letters = [
+                _dead_letter(record) for record in self._dlq().records(10_000 if refs else limit)
+            ]
+        if refs is not None:
+            letters = [d for d in letters if d.ref in refs or d.message.id in refs]
+        return letters[:limit]
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
         """Republish dead letters (all, or those refs) to the topic at attempt 1; how many."""
         with self._lock:
             return self._dlq().retry(refs)
 
-    def purge_dead(self) -> int:
-        """Skip every listed dead letter (the records stay in the topic until retention)."""
+    def purge_dead(self, refs: list[str] | None = None) -> int:
+        """Skip every listed dead letter (the records stay in the topic until retention).
+
+        Kafka records cannot be deleted one by one: purging some refs is NotSupported.
+        """
+        if refs is not None:
+            raise NotSupported(
+                "kafka dead letters can only be purged all at once (records cannot be "
+                "deleted one by one); retry the others first or purge without --ref"
+            )
         with self._lock:
             return self._dlq().purge()
 

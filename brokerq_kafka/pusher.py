@@ -20,8 +20,9 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Producer as _KafkaProducer
 
-from brokerq.broker import Producer
+from brokerq.broker import Producer, refuse_options
 from brokerq.errors import DeliveryError, MessageTooLarge
+from brokerq.headers import with_options
 from brokerq.message import Message
 from brokerq.tracing import configured
 from brokerq_kafka._errors import translate
@@ -135,8 +136,20 @@ class Pusher(Producer):
         value: bytes | str,
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        job_id: str | None = None,
+        priority: int | None = None,
+        time_limit: float | None = None,
+        type: str | None = None,
     ) -> None:
-        """Queue one message; with ``sync`` wait for the broker's ack (DeliveryError if none)."""
+        """Queue one message; with ``sync`` wait for the broker's ack (DeliveryError if none).
+
+        Kafka has no priorities (order is per partition) and cannot refuse a duplicate id:
+        ``priority`` and ``job_id`` raise NotSupported.
+        """
+        if job_id is not None or priority is not None or time_limit is not None or type is not None:
+            refuse_options("kafka", job_id=job_id, priority=priority)
+            headers = with_options(headers, time_limit=time_limit, type=type)
         if self.sync or self._closed:
             if self._closed:
                 raise DeliveryError(f"kafka pusher for {self.topic!r} is closed")

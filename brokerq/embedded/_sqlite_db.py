@@ -99,6 +99,9 @@ DEAD_LETTERS = (
     f"SELECT {COLUMNS}, error, failed_at FROM jobs WHERE queue = ? AND state = 'dead'"
     " ORDER BY failed_at, id LIMIT ?"
 )
+DEAD_LETTER_ONE = (
+    f"SELECT {COLUMNS}, error, failed_at FROM jobs WHERE queue = ? AND state = 'dead' AND id = ?"
+)
 _REDRIVE = (
     "UPDATE jobs SET state = 'ready', attempt = 1, not_before = created_at, error = NULL,"
     " failed_at = NULL WHERE queue = ? AND state = 'dead'"
@@ -106,6 +109,7 @@ _REDRIVE = (
 RETRY_DEAD_ALL = _REDRIVE
 RETRY_DEAD_ONE = _REDRIVE + " AND id = ?"
 PURGE_DEAD = "DELETE FROM jobs WHERE queue = ? AND state = 'dead'"
+PURGE_DEAD_ONE = PURGE_DEAD + " AND id = ?"
 
 
 def connect(path: str, synchronous: str) -> sqlite3.Connection:

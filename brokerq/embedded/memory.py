@@ -18,9 +18,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from brokerq.broker import Broker, DeadLetter, DelayProducer, Delivery, Producer, Source
+from brokerq.broker import (
+    Broker,
+    DeadLetter,
+    DelayProducer,
+    Delivery,
+    Producer,
+    Source,
+    refuse_options,
+)
 from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError
+from brokerq.headers import with_options
 from brokerq.message import Message, to_bytes
 
 logger = logging.getLogger(__name__)
@@ -39,6 +48,7 @@ class MemoryBroker(Broker):
     """A thread-safe in-process queue with delays, retries, dead letters and ``join``."""
 
     name = "memory"
+    section = "embedded"
     config_model = EmbeddedConf
 
     def __init__(self, config: EmbeddedConf | Mapping[str, Any] | None = None) -> None:
@@ -64,7 +74,7 @@ class MemoryBroker(Broker):
     def delay_producer(self) -> MemoryDelayProducer:
         return MemoryDelayProducer(self)
 
-    def source(self) -> MemorySource:
+    def source(self, prefetch: int | None = None) -> MemorySource:
         return MemorySource(self)
 
     def check(self) -> None:
@@ -90,9 +100,9 @@ class MemoryBroker(Broker):
                 "dead": len(self._dead),
             }
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+    def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
         with self._cond:
-            return self._dead[:limit]
+            return [d for d in self._dead if refs is None or d.ref in refs][:limit]
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
         """Requeue dead letters (``ref`` is the message id) with a fresh attempt count."""
@@ -105,10 +115,11 @@ class MemoryBroker(Broker):
                 self._put(replace(d.message, attempt=1, not_before=None), now)
             return len(again)
 
-    def purge_dead(self) -> int:
+    def purge_dead(self, refs: list[str] | None = None) -> int:
         with self._cond:
-            count = len(self._dead)
-            self._dead.clear()
+            kept = [d for d in self._dead if refs is not None and d.ref not in refs]
+            count = len(self._dead) - len(kept)
+            self._dead = kept
             return count
 
     def join(self, timeout: float | None = 30.0) -> None:
@@ -192,8 +203,17 @@ class MemoryProducer(Producer):
         value: bytes | str,
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        job_id: str | None = None,
+        priority: int | None = None,
+        time_limit: float | None = None,
+        type: str | None = None,
     ) -> None:
-        self.push_many([value], key=key, headers=headers)
+        refuse_options(self._broker.name, job_id=job_id, priority=priority)
+        headers = with_options(headers, time_limit=time_limit, type=type)
+        self._broker.middleware.push(
+            self._broker.queue, headers, lambda h: self.push_many([value], key=key, headers=h)
+        )
 
     def push_many(
         self,
@@ -226,15 +246,21 @@ class MemoryDelayProducer(DelayProducer):
         *,
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        job_id: str | None = None,
+        priority: int | None = None,
+        time_limit: float | None = None,
+        type: str | None = None,
     ) -> str:
-        message = Message(
-            value=to_bytes(value),
-            key=None if key is None else to_bytes(key),
-            headers=dict(headers or {}),
-            not_before=due,
-        )
-        self._broker._enqueue([(message, due)])
-        return message.id
+        refuse_options(self._broker.name, job_id=job_id, priority=priority)
+        headers = with_options(headers, time_limit=time_limit, type=type)
+
+        def send(h: Mapping[str, str] | None) -> str:
+            k = None if key is None else to_bytes(key)
+            message = Message(value=to_bytes(value), key=k, headers=dict(h or {}), not_before=due)
+            self._broker._enqueue([(message, due)])
+            return message.id
+
+        return self._broker.middleware.push(self._broker.queue, headers, send)
 
     def revoke(self, job_id: str) -> bool:
         return self._broker._revoke(job_id)
@@ -282,7 +308,13 @@ class MemorySource(Source):
         with self._broker._cond:
             done = self._done(delivery, "dead")
             if done is not None:
-                letter = DeadLetter(done[0], error, failed_at=time.time(), ref=done[0].id)
+                letter = DeadLetter(
+                    done[0],
+                    error,
+                    failed_at=time.time(),
+                    ref=done[0].id,
+                    traceback=getattr(error, "traceback", ""),
+                )
                 self._broker._dead.append(letter)
 
     def release(self, delivery: Delivery[Any]) -> None:

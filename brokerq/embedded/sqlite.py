@@ -29,10 +29,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from brokerq.broker import Broker, DeadLetter, DelayProducer, Delivery, Producer, Source
+from brokerq.broker import (
+    Broker,
+    DeadLetter,
+    DelayProducer,
+    Delivery,
+    Producer,
+    Source,
+    refuse_options,
+)
 from brokerq.embedded import _sqlite_db as sql
 from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError, ConfigError, ConnectionFailed, DeliveryError
+from brokerq.headers import with_options
 from brokerq.message import Message, new_id, to_bytes
 
 logger = logging.getLogger(__name__)
@@ -65,6 +74,8 @@ class SqliteBroker(Broker):
     """Jobs in one sqlite file: durable across restarts, no server, several processes."""
 
     name = "sqlite"
+    section = "embedded"
+    section_default = True
     config_model = EmbeddedConf
 
     def __init__(self, config: EmbeddedConf | Mapping[str, Any] | None = None) -> None:
@@ -93,7 +104,7 @@ class SqliteBroker(Broker):
     def delay_producer(self) -> SqliteDelayProducer:
         return self._child(SqliteDelayProducer(self))
 
-    def source(self) -> SqliteSource:
+    def source(self, prefetch: int | None = None) -> SqliteSource:
         return self._child(SqliteSource(self))
 
     def _child(self, child: _C) -> _C:
@@ -131,9 +142,16 @@ class SqliteBroker(Broker):
         names = ("pending", "delayed", "in_flight", "dead")
         return {name: int(v or 0) for name, v in zip(names, row, strict=True)}
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+    def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
         with self._admin.use("dead letters") as conn:
-            rows = conn.execute(sql.DEAD_LETTERS, (self.queue, limit)).fetchall()
+            if refs is None:
+                rows = conn.execute(sql.DEAD_LETTERS, (self.queue, limit)).fetchall()
+            else:
+                rows = [
+                    r
+                    for ref in dict.fromkeys(refs)
+                    for r in conn.execute(sql.DEAD_LETTER_ONE, (self.queue, ref)).fetchall()
+                ][:limit]
         return [DeadLetter(_message(r), error=r[7] or "", failed_at=r[8], ref=r[0]) for r in rows]
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
@@ -143,9 +161,12 @@ class SqliteBroker(Broker):
                 return conn.execute(sql.RETRY_DEAD_ALL, (self.queue,)).rowcount
             return sum(conn.execute(sql.RETRY_DEAD_ONE, (self.queue, r)).rowcount for r in refs)
 
-    def purge_dead(self) -> int:
-        with self._admin.use("purge dead") as conn:
-            return conn.execute(sql.PURGE_DEAD, (self.queue,)).rowcount
+    def purge_dead(self, refs: list[str] | None = None) -> int:
+        """Delete dead jobs; ``refs`` are job ids (all when None)."""
+        with self._admin.transaction("purge dead") as conn:
+            if refs is None:
+                return conn.execute(sql.PURGE_DEAD, (self.queue,)).rowcount
+            return sum(conn.execute(sql.PURGE_DEAD_ONE, (self.queue, r)).rowcount for r in refs)
 
 
 def _row(
@@ -198,8 +219,18 @@ class SqliteProducer(_Writer, Producer):
         value: bytes | str,
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        job_id: str | None = None,
+        priority: int | None = None,
+        time_limit: float | None = None,
+        type: str | None = None,
     ) -> None:
-        self._insert([_row(value, self._broker.queue, key, headers, None)])
+        refuse_options(self._broker.name, job_id=job_id, priority=priority)
+        headers = with_options(headers, time_limit=time_limit, type=type)
+        queue = self._broker.queue
+        self._broker.middleware.push(
+            queue, headers, lambda h: self._insert([_row(value, queue, key, h, None)])
+        )
 
     def push_many(
         self,
@@ -223,10 +254,21 @@ class SqliteDelayProducer(_Writer, DelayProducer):
         *,
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        job_id: str | None = None,
+        priority: int | None = None,
+        time_limit: float | None = None,
+        type: str | None = None,
     ) -> str:
-        row = _row(value, self._broker.queue, key, headers, due)
-        self._insert([row])
-        return str(row[0])
+        refuse_options(self._broker.name, job_id=job_id, priority=priority)
+        headers = with_options(headers, time_limit=time_limit, type=type)
+        queue = self._broker.queue
+
+        def send(h: Mapping[str, str] | None) -> str:
+            row = _row(value, queue, key, h, due)
+            self._insert([row])
+            return str(row[0])
+
+        return self._broker.middleware.push(queue, headers, send)
 
     def revoke(self, job_id: str) -> bool:
         with self._db.use("revoke") as conn:

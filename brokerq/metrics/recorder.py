@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client.metrics_core import (
@@ -86,7 +86,7 @@ class _Shard:
         self.early = 0
         self.redeliveries = 0
         self.busy_since = 0.0  # time.time() when the current handling started, else 0
-        self.thread = threading.current_thread().name
+        self.thread = threading.current_thread()
 
 
 @dataclass(frozen=True)
@@ -97,13 +97,18 @@ class Busy:
     seconds: float
 
 
-def is_redelivery(message: Message) -> bool:
+RETRIED_KEPT = 10_000  # ids of messages this process sent to retry, remembered at most
+
+
+def is_redelivery(message: Message, retried_here: Container[str] = ()) -> bool:
     """True when this attempt exists because a worker died or a lease ran out.
 
-    Retries decided by a worker carry ``not_before`` (their backoff); an attempt above 1
-    without it was handed out again by the broker on its own.
+    A retry decided by a worker either carries ``not_before`` (its backoff: sqlite, memory,
+    dq) or comes back to the same process (Kafka's in-process retry heap: ``retried_here``).
+    An attempt above 1 with neither was handed out again by the broker on its own; that needs
+    a backend that counts redeliveries as attempts (``Capabilities.counts_redeliveries``).
     """
-    return message.attempt > 1 and message.not_before is None
+    return message.attempt > 1 and message.not_before is None and message.id not in retried_here
 
 
 class WorkerMetrics(Middleware):
@@ -118,6 +123,7 @@ class WorkerMetrics(Middleware):
         self._local = threading.local()
         self._shards: list[_Shard] = []
         self._lock = threading.Lock()
+        self._retried: dict[str, None] = {}  # insertion-ordered set, oldest first
 
     # -- hot path (worker threads) ------------------------------------------------------------
     def _shard(self) -> _Shard:
@@ -144,7 +150,7 @@ class WorkerMetrics(Middleware):
             s.late_sum += late
             if late < 0.0:
                 s.early += 1
-        elif message.attempt > 1:  # is_redelivery(message), inlined: this runs per message
+        elif message.attempt > 1 and message.id not in self._retried:  # is_redelivery, inlined
             s.redeliveries += 1
 
     def after_process(self, message: Message, outcome: str, error: BaseException | None) -> None:
@@ -156,6 +162,7 @@ class WorkerMetrics(Middleware):
             s.ok += 1
         elif outcome == RETRY:
             s.retry += 1
+            self._remember_retry(message.id)
         else:
             s.dead += 1
         started = s.busy_since
@@ -167,6 +174,13 @@ class WorkerMetrics(Middleware):
             s.duration[_bucket(DURATION_BUCKETS, took)] += 1
             s.duration_sum += took
 
+    def _remember_retry(self, message_id: str) -> None:
+        with self._lock:
+            retried = self._retried
+            retried[message_id] = None
+            if len(retried) > RETRIED_KEPT:
+                del retried[next(iter(retried))]
+
     # -- readers (scrape thread, /healthz) ----------------------------------------------------
     def _all(self) -> list[_Shard]:
         with self._lock:
@@ -175,7 +189,11 @@ class WorkerMetrics(Middleware):
     def busy(self) -> list[Busy]:
         """Handlers running now, longest first."""
         now = _now()
-        out = [Busy(s.thread, now - t) for s in self._all() if (t := s.busy_since)]
+        out = [
+            Busy(s.thread.name, now - t)
+            for s in self._all()
+            if (t := s.busy_since) and s.thread.is_alive()
+        ]
         return sorted(out, key=lambda b: -b.seconds)
 
     def totals(self) -> dict[str, int]:
@@ -214,7 +232,8 @@ class WorkerMetrics(Middleware):
             "brokerq_messages_in_flight", "Messages being handled now.", labels=names
         )
         if shards:
-            in_flight.add_metric(self.labels, sum(1 for s in shards if s.busy_since))
+            busy = sum(1 for s in shards if s.busy_since and s.thread.is_alive())
+            in_flight.add_metric(self.labels, busy)
         yield in_flight
         yield self._histogram(
             "brokerq_message_age_seconds",

@@ -74,13 +74,17 @@ def test_age_lateness_and_early() -> None:
     assert value(f, "brokerq_delayed_lateness_seconds_bucket", le="0.25") == 2
 
 
-def test_redelivery_is_an_attempt_without_backoff() -> None:
+def test_redelivery_is_an_attempt_without_backoff_not_retried_here() -> None:
     assert not is_redelivery(Message(b"x"))
     assert is_redelivery(Message(b"x", attempt=2))
     assert not is_redelivery(Message(b"x", attempt=2, not_before=time.time()))
+    assert not is_redelivery(Message(b"x", id="k", attempt=2), retried_here={"k"})
     m = WorkerMetrics("w", "q")
-    handle(m, Message(b"a", attempt=3))
-    handle(m, Message(b"b", attempt=2, not_before=time.time()))
+    handle(m, Message(b"a", attempt=3))  # lease expired twice: the broker handed it out again
+    handle(m, Message(b"b", attempt=2, not_before=time.time()))  # a retry with its backoff
+    first = Message(b"c", id="kafka-1")
+    handle(m, first, "retry")  # Kafka retries in-process: same id, attempt + 1, no not_before
+    handle(m, first.next_attempt())
     assert value(scrape(m), "brokerq_redeliveries_total") == 1
 
 
