@@ -12,9 +12,10 @@ Health (``/healthz``): 200 while the worker runs and no handler has been running
 ``stuck_after``; 503 naming the stuck thread otherwise, or when worker threads died. Readiness
 (``/readyz``): 200 when ``broker.check()`` answered within ``scrape_timeout`` (cached 1 s).
 
-The registry also holds prometheus_client's process collector (CPU, memory, open files)
-and ``brokerq_worker_info``. Producer metrics (brokerq.metrics.producer) and scheduler metrics
-(brokerq.metrics.scheduler) register into ``exporter.registry`` too.
+The registry also holds prometheus_client's process collector (CPU, memory, open files),
+``brokerq_worker_info``, producer metrics for pushes through ``broker`` (brokerq.metrics.producer)
+and ``exporter.scheduler`` (brokerq.metrics.scheduler), the hook a scheduler running in this
+process reports its fires to.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from brokerq.broker import Broker
 from brokerq.metrics.bounded import CachedCall
 from brokerq.metrics.broker_state import BrokerState
 from brokerq.metrics.config import MetricsConf
+from brokerq.metrics.producer import ProducerMetrics
 from brokerq.metrics.recorder import WorkerMetrics
+from brokerq.metrics.scheduler import SchedulerMetrics
 from brokerq.metrics.server import MetricsServer
 from brokerq.middleware import Middleware
 
@@ -80,8 +83,12 @@ class Exporter:
         self.broker_state = BrokerState(
             broker.stats, worker, queue, cache=conf.cache, timeout=conf.scrape_timeout
         )
+        self.producer_metrics = ProducerMetrics()
+        broker.add_middleware(self.producer_metrics)  # pushes made through this broker
+        self.scheduler = SchedulerMetrics(self.registry)  # for a scheduler in this process
         self.registry.register(self.worker_metrics)
         self.registry.register(self.broker_state)
+        self.registry.register(self.producer_metrics)
         self.registry.register(_Info(worker, queue, getattr(broker, "name", type(broker).__name__)))
         ProcessCollector(registry=self.registry)
         self._ready: CachedCall[None] = CachedCall(

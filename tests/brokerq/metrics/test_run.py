@@ -85,3 +85,38 @@ def test_taken_port_is_one_line_and_exit_3(config: Path, port: int) -> None:
         f"brokerq: error: metrics.listen 127.0.0.1:{port}: cannot listen: [Errno 98] Address already in use"
     ]
     assert "Traceback" not in proc.stderr
+
+
+def test_watch_on_a_terminal_draws_a_live_table(tmp_path: Path, config: Path) -> None:
+    import os
+    import pty
+
+    push_to(tmp_path, "a", "b")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [BROKERQ, "stats", str(config), "--watch", "--interval", "100ms", "--count", "3"],
+        cwd=ROOT,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
+    )
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
+        if proc.stderr:
+            proc.stderr.close()
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "scrape-test (sqlite)" in screen
+    assert "pending" in screen and "per second" in screen and "│" in screen
+    assert "unreachable" in screen  # no worker runs: said in the caption, not an error
