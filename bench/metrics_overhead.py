@@ -1,6 +1,6 @@
 """What the Prometheus metrics middleware costs a worker: no-op throughput, metrics on vs off.
 
-    .venv/bin/python bench/metrics_overhead.py                 # runtime + memory broker
+    .venv/bin/python bench/metrics_overhead.py                 # runtime, memory, sqlite
     .venv/bin/python bench/metrics_overhead.py --kafka 127.0.0.1:9092 -n 200000
     .venv/bin/python bench/metrics_overhead.py --only kq --reps 5 --json
 
@@ -11,6 +11,7 @@ Measures:
 - ``runtime``: the Worker over an in-process source that never waits (bench/worker.py's
   ceiling: no broker cost at all, so the middleware's share is the largest it can be);
 - ``memory``: the embedded memory broker end to end;
+- ``sqlite``: the embedded sqlite broker end to end, 8 threads (at most 20,000 jobs);
 - ``kq``: a Kafka topic pre-filled with ``n`` messages, consumed by a Worker over
   ``KafkaBroker.source`` with 8 processors (what ``brokerq run`` does; bench/run's
   "kq consume" uses the same path through ``brokerq_kafka.Queue``).
@@ -25,17 +26,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
 from brokerq.broker import Delivery, Source
-from brokerq.embedded import MemoryBroker
+from brokerq.embedded import MemoryBroker, SqliteBroker
 from brokerq.message import Message
 from brokerq.metrics.recorder import WorkerMetrics
 from brokerq.middleware import Middleware
@@ -135,6 +138,16 @@ def memory(n: int, concurrency: int, metrics: bool) -> float:
         return _drain(broker.source, n, concurrency, metrics)
 
 
+def sqlite(n: int, concurrency: int, metrics: bool) -> float:
+    """A fresh sqlite file (synchronous=normal pushes, as bench/embedded.py's bulk load)."""
+    with tempfile.TemporaryDirectory(prefix="brokerq-bench-") as tmp:
+        broker = SqliteBroker({"path": str(Path(tmp) / "q.db"), "synchronous": "normal"})
+        with broker, broker.producer() as producer:
+            for i in range(0, n, 1000):
+                producer.push_many([VALUE] * min(1000, n - i))
+            return _drain(broker.source, n, concurrency, metrics)
+
+
 def kq(bootstrap: str, n: int, metrics: bool, topic: str) -> float:
     """A new consumer group over ``topic`` (already holding ``n`` messages)."""
     from brokerq_kafka.broker import KafkaBroker
@@ -196,7 +209,7 @@ def compare(fn: Callable[[bool], float], reps: int) -> dict[str, float]:
 def run(
     n: int = 200_000,
     reps: int = 3,
-    only: tuple[str, ...] = ("runtime", "memory"),
+    only: tuple[str, ...] = ("runtime", "memory", "sqlite"),
     kafka: str | None = None,
 ) -> list[dict[str, Any]]:
     """Figures for each measure: ``{"measure", "n", "off_per_s", "on_per_s", "on_vs_off"}``."""
@@ -208,6 +221,9 @@ def run(
     if "memory" in only:
         fig = compare(lambda m: memory(n, 8, m), reps)
         results.append({"measure": "memory c=8", "n": n, **fig})
+    if "sqlite" in only:
+        fig = compare(lambda m: sqlite(min(n, 20_000), 8, m), reps)
+        results.append({"measure": "sqlite c=8", "n": min(n, 20_000), **fig})
     if "kq" in only:
         if kafka is None:
             raise SystemExit("--only kq needs --kafka BOOTSTRAP")
@@ -224,11 +240,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("-n", type=int, default=200_000)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--only", default=None, help="comma list of runtime,memory,kq")
+    ap.add_argument("--only", default=None, help="comma list of runtime,memory,sqlite,kq")
     ap.add_argument("--kafka", default=None, help="bootstrap servers; adds the kq measure")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    only = tuple(args.only.split(",")) if args.only else ("runtime", "memory")
+    only = tuple(args.only.split(",")) if args.only else ("runtime", "memory", "sqlite")
     if args.kafka and not args.only:
         only = (*only, "kq")
     results = run(args.n, args.reps, only, args.kafka)
