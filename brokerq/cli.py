@@ -32,7 +32,7 @@ from brokerq import config as config_mod
 from brokerq.broker import Broker
 from brokerq.duration import parse_duration
 from brokerq.errors import BrokerError, BrokerqError, ConfigError, NotSupported
-from brokerq.handler import Handler, import_handler
+from brokerq.handler import import_handler
 from brokerq.metrics.live import show as show_stats
 from brokerq.metrics.setup import exporter_for, serving
 from brokerq.middleware import LoggingMiddleware, Middleware
@@ -145,14 +145,14 @@ def run(config: str, log_level: str | None) -> None:
     """
     cfg = config_mod.load(config)
     _setup_logging((log_level or cfg.log_level).upper())
-    handler = Handler(cfg.handler)
+    handler = cfg.build_handler()
     with cfg.build_broker() as broker:
         broker.check()
         exporter = exporter_for(cfg, broker)  # brokerq.metrics: a no-op without `metrics:`
         middleware = [*exporter.middleware, *_middleware(cfg.middleware)]
         worker = Worker(broker.source, middleware=middleware, **cfg.worker_options(broker))
         _install_signals(worker)
-        logger.info("%s: consuming from %s with %s", cfg.name, cfg.broker_name, cfg.handler)
+        logger.info("%s: consuming from %s with %s", cfg.name, cfg.broker_name, handler.name)
         with serving(exporter, worker):
             worker.consume(handler)
 
@@ -175,11 +175,11 @@ def _install_signals(worker: Worker) -> None:
 def check(config: str) -> None:
     """Validate CONFIG, import its handler and reach its broker; exit non-zero with the reason."""
     cfg = config_mod.load(config)
-    Handler(cfg.handler)
+    handler = cfg.build_handler()
     _middleware(cfg.middleware)
     with cfg.build_broker() as broker:
         broker.check()
-    click.echo(f"ok: {config}: {cfg.broker_name} broker reachable, handler {cfg.handler} imported")
+    click.echo(f"ok: {config}: {cfg.broker_name} broker reachable, handler {handler.name} imported")
 
 
 @main.command()

@@ -22,14 +22,25 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from brokerq.broker import Broker
 from brokerq.duration import Duration, parse_duration
 from brokerq.errors import ConfigError
+from brokerq.handler import Handler
 from brokerq.metrics.config import MetricsConf
+from brokerq.ratelimit import RateLimitConfig, RateLimits
 from brokerq.registry import broker_class, sections
 from brokerq.retry import RetryPolicy
+from brokerq.routing import Router
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +66,12 @@ class WorkerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = "brokerq"
-    handler: str = Field(description="module:function that handles each message")
+    handler: str | None = Field(
+        default=None, description="module:function that handles each message (or untyped ones)"
+    )
+    handlers: dict[str, str] = Field(
+        default_factory=dict, description="job type -> module:function; '*' for any other type"
+    )
     concurrency: int | None = Field(default=None, ge=1, description="parallel handlers")
     prefetch: int | None = Field(
         default=None,
@@ -68,9 +84,24 @@ class WorkerConfig(BaseModel):
     shutdown_timeout: Duration = 30.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     middleware: list[str] = Field(default_factory=list, description="module:Class, in order")
+    rate_limit: RateLimitConfig | None = None
     metrics: MetricsConf | None = Field(
         default=None, description="Prometheus exporter and health endpoints (brokerq.metrics)"
     )
+
+    @model_validator(mode="after")
+    def _some_handler(self) -> WorkerConfig:
+        if self.handler is None and not self.handlers:
+            raise ValueError("a handler is required: set handler: or a handlers: map")
+        return self
+
+    def build_handler(self) -> Handler | Router:
+        """The handler (or router by job type) this config names; every handler is imported
+        now, so a missing one is a ConfigError at start-up, not a failure per message."""
+        if not self.handlers:
+            assert self.handler is not None
+            return Handler(self.handler)
+        return Router(self.handlers, default=self.handler)
 
     _section: str = PrivateAttr(default="")
     _broker_name: str = PrivateAttr(default="")
@@ -112,6 +143,12 @@ class WorkerConfig(BaseModel):
         for key in ("concurrency", "prefetch", "retry"):
             if getattr(self, key) is not None:
                 options[key] = getattr(self, key)
+        if broker.capabilities.pause:
+            options["paused"] = broker.is_paused
+        if self.rate_limit is not None:
+            options["rate_limits"] = RateLimits(
+                broker.rate_limiter(), self.rate_limit, broker.queue_name
+            )
         return options
 
 

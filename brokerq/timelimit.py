@@ -32,6 +32,11 @@ logger = logging.getLogger(__name__)
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+# The same C function, called with NULL to clear an exception that was set but not raised
+# (passing None through py_object would set Py_None as the exception instead).
+_clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
+    ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
+)
 
 
 class Slot:
@@ -81,7 +86,7 @@ class Slot:
         with self.lock:
             interrupted = self.interrupted
             if interrupted:
-                _set_async_exc(self.thread_id, None)
+                _clear_async_exc(self.thread_id, None)
             self.delivery = None
             self.interrupted = False
             return interrupted

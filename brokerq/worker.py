@@ -19,6 +19,11 @@ Fate rules (the Worker decides, the Source carries it out):
   grace its thread is abandoned, the delivery failed with TimeLimitExceeded, and a fresh
   thread keeps ``concurrency`` at N.
 
+Job control: with ``paused`` (e.g. ``broker.is_paused``, polled every ``PAUSE_POLL``
+seconds) threads stop starting handlers while the queue is paused and give back what they
+received; with ``rate_limits`` a message over the limit waits before its handler starts
+(brokerq.ratelimit); a ``Router`` picks the handler by job type (brokerq.routing).
+
 On ``stop()`` threads stop receiving and ``consume`` waits up to ``shutdown_timeout`` for
 running handlers; anything still running then is left unacked, so the broker delivers it again.
 """
@@ -38,13 +43,16 @@ from brokerq.handler import Handler
 from brokerq.headers import time_limit_of
 from brokerq.middleware import Middleware, MiddlewareChain
 from brokerq.outcome import DEAD, OK, RETRY, Failure, Outcome, crashed, decide, poison
+from brokerq.ratelimit import RateLimits
 from brokerq.retry import RetryPolicy
+from brokerq.routing import Router
 from brokerq.timelimit import Slot, Watchdog, exceeded
 from brokerq.tracing import default_middleware
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIME_LIMIT = 30 * 60.0
+PAUSE_POLL = 0.5  # seconds between two looks at the queue's pause flag
 VERDICTS_KEPT = 10_000  # verdicts waiting for a redelivery, at most
 
 
@@ -81,6 +89,8 @@ class Worker(Consumer):
         prefetch: int | None = None,
         time_limit: float | None = DEFAULT_TIME_LIMIT,
         time_limit_grace: float = 5.0,
+        paused: Callable[[], bool] | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -95,6 +105,9 @@ class Worker(Consumer):
         self.receive_timeout = receive_timeout
         self.time_limit = time_limit
         self.time_limit_grace = time_limit_grace
+        self._is_paused = paused
+        self._paused = threading.Event()
+        self.rate_limits = rate_limits
         self._stopping = threading.Event()
         self._abandoned = threading.Event()
         self._failure: BaseException | None = None
@@ -102,16 +115,16 @@ class Worker(Consumer):
         self._lock = threading.Lock()
         self._workers: list[tuple[threading.Thread, Slot]] = []
         self._source: Source | None = None
-        self._call: Handler | None = None
+        self._call: Handler | Router | None = None
 
     # -- public -----------------------------------------------------------------------------
-    def consume(self, handler: Callable[..., Any] | str) -> None:
+    def consume(self, handler: Callable[..., Any] | str | Router) -> None:
         """Process until ``stop()``; returns once in-flight work finished or timed out.
 
         A source that fails for good (its ``receive`` raises) stops the worker, and the
         error is raised from here after the other threads have finished.
         """
-        call = handler if isinstance(handler, Handler) else Handler(handler)
+        call = handler if isinstance(handler, (Handler, Router)) else Handler(handler)
         source = self._open_source()
         self._source, self._call = source, call
         self._stopping.clear()
@@ -124,8 +137,8 @@ class Worker(Consumer):
         watchdog.start()
         logger.info("worker started: handler=%s concurrency=%d", call.name, self.concurrency)
         try:
-            while not self._stopping.wait(0.5):
-                pass
+            while not self._stopping.wait(PAUSE_POLL if self._is_paused else 0.5):
+                self._watch_pause()
         finally:
             watchdog.stop()
             self._shutdown(source)
@@ -139,6 +152,26 @@ class Worker(Consumer):
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    @property
+    def paused(self) -> bool:
+        """True while the queue's pause flag was last seen set."""
+        return self._paused.is_set()
+
+    def _watch_pause(self) -> None:
+        if self._is_paused is None:
+            return
+        try:
+            now_paused = self._is_paused()
+        except Exception as e:  # the flag's store is down: keep the last known state
+            logger.warning("cannot read the pause flag: %s", describe(e))
+            return
+        if now_paused and not self._paused.is_set():
+            logger.info("queue paused: no new handler starts until it is resumed")
+            self._paused.set()
+        elif not now_paused and self._paused.is_set():
+            logger.info("queue resumed")
+            self._paused.clear()
 
     @property
     def in_flight(self) -> int:
@@ -208,6 +241,9 @@ class Worker(Consumer):
         stopping = self._stopping
         timeout = self.receive_timeout
         while not stopping.is_set() and not slot.abandoned:
+            if self._paused.is_set():
+                stopping.wait(PAUSE_POLL / 2)
+                continue
             try:
                 delivery = source.receive(timeout)
             except Exception as e:
@@ -217,9 +253,9 @@ class Worker(Consumer):
                 return
             if delivery is None:
                 continue
-            if stopping.is_set():
-                self._release(source, delivery)
-                return
+            if stopping.is_set() or self._paused.is_set():
+                self._release(source, delivery)  # received just before a stop or a pause
+                continue
             self.process(source, call, delivery, slot)
 
     def _release(self, source: Source, delivery: Delivery[Any]) -> None:
@@ -230,7 +266,11 @@ class Worker(Consumer):
 
     # -- one message ------------------------------------------------------------------------
     def process(
-        self, source: Source, call: Handler, delivery: Delivery[Any], slot: Slot | None = None
+        self,
+        source: Source,
+        call: Handler | Router,
+        delivery: Delivery[Any],
+        slot: Slot | None = None,
     ) -> str:
         """Handle one delivery and settle it with the source; return the outcome kind."""
         msg = delivery.message
@@ -243,14 +283,18 @@ class Worker(Consumer):
             kind = self._carry_out(source, delivery, poison(msg, policy.max_attempts))
             self.middleware.after(msg, kind, crashed(msg, policy.max_attempts))
             return kind
+        if self.rate_limits is not None and not self.rate_limits.wait(msg, self._stopping):
+            self._release(source, delivery)  # stopped while waiting for the rate limit
+            return "released"
         slot = slot or Slot()
         limit = time_limit_of(msg.headers) or self.time_limit
         self.middleware.before(msg)
         error: BaseException | None = None
         try:
-            slot.enter(delivery, limit, self.time_limit_grace, call.is_async)
+            handler = call.pick(msg) if isinstance(call, Router) else call
+            slot.enter(delivery, limit, self.time_limit_grace, handler.is_async)
             try:
-                call(msg, limit)
+                handler(msg, limit)
             finally:
                 if slot.leave() and error is None:
                     error = exceeded(limit)
