@@ -8,7 +8,18 @@ import socket
 import subprocess
 from pathlib import Path
 
-from tests.brokerq.metrics.helpers import BROKERQ, ROOT, bq, by_label, get, parse, push_to
+import pytest
+
+from tests.brokerq.metrics.helpers import (
+    BROKERQ,
+    ROOT,
+    bq,
+    by_label,
+    free_port,
+    get,
+    parse,
+    push_to,
+)
 from tests.contract import wait_for
 
 
@@ -120,3 +131,59 @@ def test_watch_on_a_terminal_draws_a_live_table(tmp_path: Path, config: Path) ->
     assert "scrape-test (sqlite)" in screen
     assert "pending" in screen and "per second" in screen and "│" in screen
     assert "unreachable" in screen  # no worker runs: said in the caption, not an error
+
+
+@pytest.mark.integration
+def test_kq_worker_scrape_matches_stats_and_shows_no_secret(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    from brokerq_kafka.broker import KafkaBroker
+
+    secret = "s3cret-pw-0042"
+    port = free_port()
+    config = tmp_path / "kq.yaml"
+    config.write_text(
+        "name: kq-scrape\n"
+        f"kq: {{brokers: ['{kafka_bootstrap}'], topic: {kafka_topic}, group: {kafka_topic},\n"
+        f"     offset: first, client_config: {{sasl.password: '{secret}'}}}}\n"
+        "handler: tests.brokerq.metrics.helpers:ok_or_fail\n"
+        "concurrency: 2\n"
+        "retry: {max_attempts: 2, backoff: 100ms, jitter: false}\n"
+        f"metrics: {{listen: '127.0.0.1:{port}', cache: 100ms}}\n"
+    )
+    kq = {"brokers": [kafka_bootstrap], "topic": kafka_topic, "group": kafka_topic}
+    with KafkaBroker.from_config(kq) as broker, broker.producer() as producer:
+        for i in range(5):
+            producer.push(f"ok{i}")
+        producer.push("fail")
+        producer.flush(30)
+    proc = subprocess.Popen(
+        [BROKERQ, "run", str(config)], cwd=ROOT, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert wait_for(lambda: scrape(port).get("ok") == 5 and scrape(port).get("dead") == 1, 90)
+        assert scrape(port) == {"ok": 5.0, "retry": 1.0, "dead": 1.0}
+        stats = {
+            k: float(v) for k, v in json.loads(bq("stats", str(config), "--json").stdout).items()
+        }
+
+        def depth() -> dict[str, float]:
+            body = get(f"http://127.0.0.1:{port}/metrics")[1]
+            return by_label(parse(body), "brokerq_queue_messages", "state")
+
+        assert wait_for(lambda: depth() == stats, 30), (depth(), stats)
+        assert stats["dead"] == 1
+        for path in ("/metrics", "/healthz", "/readyz"):
+            status, body = get(f"http://127.0.0.1:{port}{path}")
+            assert status == 200 and secret not in body, path
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            assert proc.stderr is not None
+            err = proc.stderr.read()
+            proc.stderr.close()
+    assert secret not in err
