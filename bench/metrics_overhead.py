@@ -32,6 +32,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,19 @@ class _Done(Middleware):
                 self.event.set()
 
 
-def _drain(source: Source | Callable[[], Source], n: int, concurrency: int, metrics: bool) -> float:
-    """msg/s for ``n`` no-op messages through a Worker, with or without WorkerMetrics."""
+@dataclass
+class Figure:
+    """One drain: wall-clock msg/s, and the process's CPU time per message in microseconds
+    (all threads, librdkafka's included): the steadier figure on a shared machine."""
+
+    per_s: float
+    cpu_us: float
+
+
+def _drain(
+    source: Source | Callable[[], Source], n: int, concurrency: int, metrics: bool
+) -> Figure:
+    """``n`` no-op messages through a Worker, with or without WorkerMetrics."""
     done = _Done(n)
     middleware: list[Middleware] = [done]
     recorder = WorkerMetrics("bench", "bench") if metrics else None
@@ -112,10 +124,12 @@ def _drain(source: Source | Callable[[], Source], n: int, concurrency: int, metr
     )
     thread = threading.Thread(target=worker.consume, args=(lambda m: None,), daemon=True)
     start = time.perf_counter()
+    cpu = time.process_time()
     thread.start()
     if not done.event.wait(600):
         raise RuntimeError(f"only {done.count} of {n} handled in 600s")
-    elapsed = time.perf_counter() - min(start, done.first or start)
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     worker.stop()
     thread.join(60)
     if recorder is not None:
@@ -123,14 +137,14 @@ def _drain(source: Source | Callable[[], Source], n: int, concurrency: int, metr
         registry.register(recorder)
         generate_latest(registry)  # a scrape works and sees every message
         assert recorder.totals()["ok"] == n
-    return n / elapsed
+    return Figure(n / elapsed, cpu / n * 1e6)
 
 
-def runtime(n: int, concurrency: int, metrics: bool) -> float:
+def runtime(n: int, concurrency: int, metrics: bool) -> Figure:
     return _drain(_ReadySource(n), n, concurrency, metrics)
 
 
-def memory(n: int, concurrency: int, metrics: bool) -> float:
+def memory(n: int, concurrency: int, metrics: bool) -> Figure:
     with MemoryBroker() as broker:
         with broker.producer() as producer:
             for _ in range(n):
@@ -138,7 +152,7 @@ def memory(n: int, concurrency: int, metrics: bool) -> float:
         return _drain(broker.source, n, concurrency, metrics)
 
 
-def sqlite(n: int, concurrency: int, metrics: bool) -> float:
+def sqlite(n: int, concurrency: int, metrics: bool) -> Figure:
     """A fresh sqlite file (synchronous=normal pushes, as bench/embedded.py's bulk load)."""
     with tempfile.TemporaryDirectory(prefix="brokerq-bench-") as tmp:
         broker = SqliteBroker({"path": str(Path(tmp) / "q.db"), "synchronous": "normal"})
@@ -148,7 +162,7 @@ def sqlite(n: int, concurrency: int, metrics: bool) -> float:
             return _drain(broker.source, n, concurrency, metrics)
 
 
-def kq(bootstrap: str, n: int, metrics: bool, topic: str) -> float:
+def kq(bootstrap: str, n: int, metrics: bool, topic: str) -> Figure:
     """A new consumer group over ``topic`` (already holding ``n`` messages)."""
     from brokerq_kafka.broker import KafkaBroker
 
@@ -194,16 +208,28 @@ def _drop_topic(bootstrap: str, name: str) -> None:
             pass
 
 
-def compare(fn: Callable[[bool], float], reps: int) -> dict[str, float]:
-    """Median msg/s with metrics off and on, alternating which goes first."""
-    off: list[float] = []
-    on: list[float] = []
+def compare(fn: Callable[[bool], Figure], reps: int) -> dict[str, float]:
+    """Medians with metrics off and on, alternating which goes first: msg/s, CPU us/msg,
+    and on/off ratios of both (``cpu_ratio`` = off CPU / on CPU, the throughput ratio
+    a machine with a free core would see)."""
+    off: list[Figure] = []
+    on: list[Figure] = []
     for rep in range(reps):
         order = (False, True) if rep % 2 == 0 else (True, False)
         for metrics in order:
             (on if metrics else off).append(fn(metrics))
-    m_off, m_on = statistics.median(off), statistics.median(on)
-    return {"off_per_s": m_off, "on_per_s": m_on, "on_vs_off": m_on / m_off}
+    off_s = statistics.median(f.per_s for f in off)
+    on_s = statistics.median(f.per_s for f in on)
+    off_cpu = statistics.median(f.cpu_us for f in off)
+    on_cpu = statistics.median(f.cpu_us for f in on)
+    return {
+        "off_per_s": off_s,
+        "on_per_s": on_s,
+        "on_vs_off": on_s / off_s,
+        "off_cpu_us": off_cpu,
+        "on_cpu_us": on_cpu,
+        "cpu_ratio": off_cpu / on_cpu,
+    }
 
 
 def run(
@@ -251,11 +277,15 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"{'measure':<28} {'metrics off':>14} {'metrics on':>14} {'on/off':>8}")
+    print(
+        f"{'measure':<26} {'off msg/s':>10} {'on msg/s':>10} {'on/off':>7}"
+        f" {'off CPU':>9} {'on CPU':>9} {'on/off':>7}"
+    )
     for r in results:
         print(
-            f"{r['measure']:<28} {r['off_per_s']:>10,.0f} /s {r['on_per_s']:>10,.0f} /s "
-            f"{r['on_vs_off']:>7.2f}x"
+            f"{r['measure']:<26} {r['off_per_s']:>10,.0f} {r['on_per_s']:>10,.0f}"
+            f" {r['on_vs_off']:>6.2f}x {r['off_cpu_us']:>6.2f} us {r['on_cpu_us']:>6.2f} us"
+            f" {r['cpu_ratio']:>6.2f}x"
         )
 
 
