@@ -8,7 +8,9 @@ YAML::
       keyfile: /etc/brokerq/tls.key
       cache: 5s                  # broker state (stats()) is fetched at most this often
       scrape_timeout: 2s         # a scrape never waits longer than this for the broker
-      stuck_after: 10m           # /healthz fails when one handler has run longer than this
+      stuck_after: 35m           # /healthz fails when one handler has run longer than this
+                                 # (default: the worker's time_limit + grace + 30s; none
+                                 # without a time limit)
 
 Only loopback is the default: the exporter listens on another interface only when that
 address is written out (``0.0.0.0:9464``, ``10.0.0.5:9464``, ``[::]:9464``). An exporter that
@@ -80,8 +82,10 @@ class MetricsConf(BaseModel):
     scrape_timeout: Duration = Field(
         default=2.0, description="longest a scrape or /readyz waits for the broker"
     )
-    stuck_after: Duration = Field(
-        default=600.0, description="/healthz fails when a handler runs longer than this"
+    stuck_after: Duration | None = Field(
+        default=None,
+        description="/healthz fails when a handler runs longer than this "
+        "(default: the worker's time_limit + time_limit_grace + 30s)",
     )
 
     @field_validator("listen", mode="before")
@@ -94,8 +98,8 @@ class MetricsConf(BaseModel):
 
     @field_validator("scrape_timeout", "stuck_after")
     @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
             raise ValueError("must be more than 0s")
         return value
 

@@ -9,7 +9,10 @@
         exporter.close()
 
 Health (``/healthz``): 200 while the worker runs and no handler has been running longer than
-``stuck_after``; 503 naming the stuck thread otherwise, or when worker threads died. Readiness
+``stuck_after`` (default: the worker's time limit + grace + 30 s, past which its watchdog
+should have ended the handler: a thread still busy then is stuck for good; no check when the
+worker has no time limit); 503 naming the stuck thread otherwise, or when worker threads
+died. Readiness
 (``/readyz``): 200 when ``broker.check()`` answered within ``scrape_timeout`` (cached 1 s).
 
 The registry also holds prometheus_client's process collector (CPU, memory, open files),
@@ -40,12 +43,15 @@ from brokerq.middleware import Middleware
 
 WORKER_THREAD_PREFIX = "brokerq-worker-"  # brokerq.worker names its threads so
 READY_CACHE = 1.0
+STUCK_MARGIN = 30.0  # seconds past time_limit + grace before a busy thread counts as stuck
 
 
 class Watched(Protocol):
     """What health needs from a worker (brokerq.worker.Worker has these)."""
 
     concurrency: int
+    time_limit: float | None
+    time_limit_grace: float
 
     @property
     def stopping(self) -> bool: ...
@@ -109,15 +115,27 @@ class Exporter:
     def close(self) -> None:
         self.server.close()
 
+    def stuck_after(self) -> float | None:
+        """Seconds after which a busy handler is stuck: ``stuck_after``, else derived from the
+        watched worker's time limit (None: no limit, no check)."""
+        if self.conf.stuck_after is not None:
+            return self.conf.stuck_after
+        worker = self._worker
+        if worker is None or worker.time_limit is None:
+            return None
+        return worker.time_limit + worker.time_limit_grace + STUCK_MARGIN
+
     def health(self) -> tuple[bool, str]:
         """(alive, reason): the process answers, its worker threads run and none is stuck."""
-        stuck = [b for b in self.worker_metrics.busy() if b.seconds > self.conf.stuck_after]
-        if stuck:
-            b = stuck[0]
-            return False, (
-                f"stuck: {b.thread} has been handling one message for {b.seconds:.0f}s "
-                f"(stuck_after={self.conf.stuck_after:.0f}s)"
-            )
+        limit = self.stuck_after()
+        if limit is not None:
+            stuck = [b for b in self.worker_metrics.busy() if b.seconds > limit]
+            if stuck:
+                b = stuck[0]
+                return False, (
+                    f"stuck: {b.thread} has been handling one message for {b.seconds:.0f}s "
+                    f"(stuck_after={limit:.0f}s)"
+                )
         worker = self._worker
         if worker is not None and not worker.stopping:
             alive = sum(

@@ -61,6 +61,7 @@ def test_worker_yaml_section() -> None:
     assert cfg.metrics is not None
     assert (cfg.metrics.host, cfg.metrics.port) == ("127.0.0.1", 9555)
     assert cfg.metrics.cache == 0.5 and cfg.metrics.stuck_after == 60.0
+    assert MetricsConf().stuck_after is None  # derived from the worker's time limit
     assert loads(BASE + "metrics: {}\n").metrics == MetricsConf()
     assert loads(BASE).metrics is None
 

@@ -19,6 +19,8 @@ from tests.contract import wait_for
 class FakeWorker:
     concurrency: int
     stopping: bool = False
+    time_limit: float | None = 60.0
+    time_limit_grace: float = 5.0
 
 
 def exporter(broker: MemoryBroker | None = None, **conf: object) -> Exporter:
@@ -54,6 +56,16 @@ def test_stuck_handler_fails_health_until_it_returns() -> None:
         release.set()
         t.join(10)
     assert e.health() == (True, "ok")
+
+
+def test_stuck_after_defaults_to_the_time_limit_past_its_grace() -> None:
+    e = exporter()
+    assert e.stuck_after() is None  # no worker watched yet
+    e._worker = FakeWorker(concurrency=1, time_limit=60.0, time_limit_grace=5.0)
+    assert e.stuck_after() == 95.0
+    e._worker = FakeWorker(concurrency=1, time_limit=None)
+    assert e.stuck_after() is None
+    assert exporter(stuck_after=7).stuck_after() == 7.0
 
 
 def test_dead_worker_threads_fail_health() -> None:
