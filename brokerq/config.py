@@ -32,10 +32,11 @@ from pydantic import (
     model_validator,
 )
 
+from brokerq.batch import BatchConfig, BatchHandler, batch_item_type
 from brokerq.broker import Broker
 from brokerq.duration import Duration, parse_duration
 from brokerq.errors import ConfigError
-from brokerq.handler import Handler
+from brokerq.handler import Handler, import_handler
 from brokerq.metrics.config import MetricsConf
 from brokerq.ratelimit import RateLimitConfig, RateLimits
 from brokerq.registry import broker_class, sections
@@ -85,6 +86,10 @@ class WorkerConfig(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     middleware: list[str] = Field(default_factory=list, description="module:Class, in order")
     rate_limit: RateLimitConfig | None = None
+    batch: BatchConfig | None = Field(
+        default=None, description="batch handlers: {max_size, max_wait}"
+    )
+    processes: int = Field(default=1, ge=1, le=64, description="worker processes (supervised)")
     metrics: MetricsConf | None = Field(
         default=None, description="Prometheus exporter and health endpoints (brokerq.metrics)"
     )
@@ -95,13 +100,19 @@ class WorkerConfig(BaseModel):
             raise ValueError("a handler is required: set handler: or a handlers: map")
         return self
 
-    def build_handler(self) -> Handler | Router:
-        """The handler (or router by job type) this config names; every handler is imported
-        now, so a missing one is a ConfigError at start-up, not a failure per message."""
-        if not self.handlers:
-            assert self.handler is not None
-            return Handler(self.handler)
-        return Router(self.handlers, default=self.handler)
+    def build_handler(self) -> Handler | Router | BatchHandler:
+        """The handler (a router by job type, or a batch handler) this config names; every
+        handler is imported now, so a missing one is a ConfigError at start-up, not a failure
+        per message."""
+        if self.handlers:
+            if self.batch is not None:
+                raise ConfigError("batch: works with one handler:, not with a handlers: map")
+            return Router(self.handlers, default=self.handler)
+        assert self.handler is not None
+        fn = import_handler(self.handler)
+        if self.batch is not None or batch_item_type(fn) is not None:
+            return BatchHandler(fn, self.batch)
+        return Handler(fn)
 
     _section: str = PrivateAttr(default="")
     _broker_name: str = PrivateAttr(default="")
@@ -183,6 +194,11 @@ def loads(text: str, source: str = "<config>") -> WorkerConfig:
             f"{where}: exactly one broker section of "
             f"{', '.join([*sorted(set(known) - {'broker'}), 'broker'])} is required "
             f"(found: {', '.join(present) or 'none'})"
+        )
+    if data.get("handler") is None and not data.get("handlers"):
+        raise ConfigError(
+            f"{source}:{_line(lines, ('handler',))}: handler: required (module:function), "
+            "or a handlers: map of job type -> module:function"
         )
     section_key = present[0]
     section = data.pop(section_key)

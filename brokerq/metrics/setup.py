@@ -54,10 +54,19 @@ def serving(exporter: Serving, worker: Any) -> Iterator[None]:
         exporter.close()
 
 
-def exporter_for(cfg: WorkerConfig, broker: Broker) -> Serving:
-    """An ``Exporter`` for ``cfg.metrics``, or a ``NoExporter`` when the section is absent."""
+def exporter_for(cfg: WorkerConfig, broker: Broker, process_index: int = 0) -> Serving:
+    """An ``Exporter`` for ``cfg.metrics``, or a ``NoExporter`` when the section is absent.
+
+    With ``processes: N`` each supervised worker process passes its index (0..N-1) and
+    listens on ``port + index``: one exporter per process, no shared multiprocess directory
+    to go stale (a port of 0 stays 0: any free port).
+    """
     if cfg.metrics is None:
         return NoExporter()
+    conf = cfg.metrics
+    if process_index and conf.port:
+        host = f"[{conf.host}]" if ":" in conf.host else conf.host
+        conf = conf.model_copy(update={"listen": f"{host}:{conf.port + process_index}"})
     try:
         from brokerq.metrics.exporter import Exporter, queue_label
     except ImportError as e:
@@ -65,6 +74,4 @@ def exporter_for(cfg: WorkerConfig, broker: Broker) -> Serving:
             f"metrics: needs the prometheus-client package ({e.name} is missing): "
             "pip install 'brokerq[metrics]'"
         ) from None
-    return Exporter(
-        cfg.metrics, worker=cfg.name, queue=queue_label(cfg.broker_config), broker=broker
-    )
+    return Exporter(conf, worker=cfg.name, queue=queue_label(cfg.broker_config), broker=broker)

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from brokerq.batch import BatchConfig, BatchHandler
 from brokerq.broker import Broker, Consumer, Delivery
-from brokerq.errors import Drop, DuplicateJob, NotSupported, Retry
+from brokerq.errors import BatchFailed, Drop, DuplicateJob, NotSupported, Retry
 from brokerq.message import Message
 from brokerq.retry import RetryPolicy
 from brokerq.worker import Worker
@@ -357,6 +358,33 @@ class FateContract:
             assert wait_for(lambda: len(second.seen) == 2)
         assert second.values() == [b"again", b"filler"]
         assert second.seen[0].attempt == 2
+
+    def test_batch_handler_gets_batches_and_fails_only_the_items_it_names(
+        self, broker: Broker
+    ) -> None:
+        _push(broker, *(b"%d" % i for i in range(30)))
+        calls: list[list[bytes]] = []
+        lock = threading.Lock()
+
+        def handler(batch: list[Message]) -> None:
+            with lock:
+                calls.append([m.value for m in batch])
+            bad = {
+                i: ValueError(f"bad {m.value!r}") for i, m in enumerate(batch) if m.value == b"7"
+            }
+            if bad:
+                raise BatchFailed(bad)
+
+        policy = RetryPolicy(max_attempts=1)
+        with running(
+            broker, BatchHandler(handler, BatchConfig(max_size=10, max_wait=0.5)), retry=policy
+        ):
+            assert wait_for(lambda: len(broker.dead_letters()) == 1)
+            assert wait_for(lambda: sum(len(c) for c in calls) == 30)
+        assert all(len(c) <= 10 for c in calls)
+        assert len(calls) < 30, "messages were not batched"
+        (dead,) = broker.dead_letters()
+        assert dead.message.value == b"7" and dead.error.startswith("ValueError: bad")
 
     def test_caller_chosen_job_id(self, broker: Broker) -> None:
         if not broker.capabilities.idempotent_push:

@@ -78,7 +78,7 @@ def test_config_handlers_map(tmp_path: Path) -> None:
     )
     router = cfg.build_handler()
     assert isinstance(router, Router) and set(router.handlers) == {"email.welcome"}
-    with pytest.raises(ConfigError, match="a handler is required"):
+    with pytest.raises(ConfigError, match="handler: required"):
         loads(base)
     bad = loads(base + "handlers: {x: tests.brokerq.test_routing:nope}\n")
     with pytest.raises(ConfigError, match="nope"):

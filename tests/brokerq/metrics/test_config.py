@@ -73,3 +73,16 @@ def test_worker_yaml_errors_name_key_and_line() -> None:
         loads(BASE + "metrics: {listen: '1.2.3.4:x'}\n")
     with pytest.raises(ConfigError, match=r"<config>:5: metrics.bind: unknown key"):
         loads(BASE + "metrics:\n  bind: 0.0.0.0\n")
+
+
+def test_each_supervised_process_gets_its_own_port() -> None:
+    from brokerq.embedded.memory import MemoryBroker
+    from brokerq.metrics.exporter import Exporter
+    from brokerq.metrics.setup import NoExporter, exporter_for
+
+    cfg = loads(BASE + "metrics: {listen: '127.0.0.1:9600'}\n")
+    first, third = exporter_for(cfg, MemoryBroker(), 0), exporter_for(cfg, MemoryBroker(), 2)
+    assert isinstance(first, Exporter) and isinstance(third, Exporter)
+    assert (first.conf.host, first.conf.port) == ("127.0.0.1", 9600)
+    assert (third.conf.host, third.conf.port) == ("127.0.0.1", 9602)
+    assert isinstance(exporter_for(loads(BASE), MemoryBroker()), NoExporter)
