@@ -10,7 +10,8 @@ no-op throughput of a kq worker (~3 us per message).
 Exported (labels ``worker`` = the config's ``name``, ``queue`` = topic / tube / sqlite queue):
 
     brokerq_messages_processed_total{outcome="ok|retry|dead"}  counter
-    brokerq_handler_duration_seconds                            histogram (handler + settle)
+    brokerq_handler_duration_seconds                            histogram (handler + settle;
+                                                                a batch: its whole call)
     brokerq_messages_in_flight                                  gauge
     brokerq_message_age_seconds                                 histogram: start - created_at
     brokerq_delayed_lateness_seconds                            histogram: start - not_before
@@ -68,6 +69,7 @@ class _Shard:
         "duration",
         "duration_sum",
         "early",
+        "in_flight",
         "late",
         "late_sum",
         "ok",
@@ -86,7 +88,8 @@ class _Shard:
         self.late_sum = 0.0
         self.early = 0
         self.redeliveries = 0
-        self.busy_since = 0.0  # time.time() when the current handling started, else 0
+        self.in_flight = 0  # messages this thread is handling (a batch handler: several)
+        self.busy_since = 0.0  # time.time() when the oldest of them started
         self.thread = threading.current_thread()
 
 
@@ -140,7 +143,9 @@ class WorkerMetrics(Middleware):
         except AttributeError:
             s = self._shard()
         now = _now()
-        s.busy_since = now
+        if not s.in_flight:
+            s.busy_since = now
+        s.in_flight += 1
         age = now - message.created_at
         s.age[0 if age <= _AGE_0 else _bucket(AGE_BUCKETS, age)] += 1
         s.age_sum += age
@@ -166,10 +171,10 @@ class WorkerMetrics(Middleware):
             self._remember_retry(message.id)
         else:
             s.dead += 1
-        started = s.busy_since
-        if started:
-            s.busy_since = 0.0
-            took = _now() - started
+        busy = s.in_flight
+        if busy:  # else no before_process: a poison message or another thread's (watchdog)
+            s.in_flight = busy - 1
+            took = _now() - s.busy_since
             if took < 0.0:  # the wall clock stepped back
                 took = 0.0
             s.duration[0 if took <= _DURATION_0 else _bucket(DURATION_BUCKETS, took)] += 1
@@ -191,9 +196,9 @@ class WorkerMetrics(Middleware):
         """Handlers running now, longest first."""
         now = _now()
         out = [
-            Busy(s.thread.name, now - t)
+            Busy(s.thread.name, now - s.busy_since)
             for s in self._all()
-            if (t := s.busy_since) and s.thread.is_alive()
+            if s.in_flight and s.thread.is_alive()
         ]
         return sorted(out, key=lambda b: -b.seconds)
 
@@ -233,7 +238,7 @@ class WorkerMetrics(Middleware):
             "brokerq_messages_in_flight", "Messages being handled now.", labels=names
         )
         if shards:
-            busy = sum(1 for s in shards if s.busy_since and s.thread.is_alive())
+            busy = sum(s.in_flight for s in shards if s.thread.is_alive())
             in_flight.add_metric(self.labels, busy)
         yield in_flight
         yield self._histogram(

@@ -132,3 +132,27 @@ def test_threads_never_lose_counts() -> None:
     assert value(f, "brokerq_messages_processed_total", outcome="ok") == per_thread * threads
     assert value(f, "brokerq_handler_duration_seconds_count") == per_thread * threads
     assert value(f, "brokerq_handler_duration_seconds_bucket", le="+Inf") == per_thread * threads
+
+
+def test_a_batch_counts_each_message_in_flight_and_timed() -> None:
+    m = WorkerMetrics("w", "q")
+    batch = [Message(f"b{i}".encode()) for i in range(3)]
+    for msg in batch:  # what Worker.process_batch does: all befores, one call, all afters
+        m.before_process(msg)
+    assert value(scrape(m), "brokerq_messages_in_flight") == 3
+    assert len(m.busy()) == 1  # one thread busy
+    for msg in batch:
+        m.after_process(msg, "ok", None)
+    f = scrape(m)
+    assert value(f, "brokerq_messages_in_flight") == 0
+    assert value(f, "brokerq_handler_duration_seconds_count") == 3
+    assert value(f, "brokerq_messages_processed_total", outcome="ok") == 3
+
+
+def test_after_without_before_counts_the_outcome_only() -> None:
+    m = WorkerMetrics("w", "q")  # the poison path and the watchdog call after_process alone
+    m.after_process(Message(b"x", attempt=9), "dead", None)
+    f = scrape(m)
+    assert value(f, "brokerq_messages_processed_total", outcome="dead") == 1
+    assert value(f, "brokerq_handler_duration_seconds_count") == 0
+    assert value(f, "brokerq_messages_in_flight") == 0
