@@ -171,13 +171,22 @@ def show(
         if as_json:
             for s in stream:
                 print(json.dumps(s.as_json(), sort_keys=True), file=out, flush=True)
-        elif out.isatty():
+        elif out.isatty() and _has_rich():
             _live(stream, title, out)
         else:
             for s in stream:
                 print(plain_line(s), file=out, flush=True)
     except KeyboardInterrupt:
         pass
+
+
+def _has_rich() -> bool:
+    """rich draws the live table; without it (no ``metrics`` extra) the lines stay plain."""
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _live(stream: Iterator[Sample], title: str, out: IO[str]) -> None:
