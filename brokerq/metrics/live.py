@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any
 
+from brokerq.errors import BrokerError
 from brokerq.metrics.config import MetricsConf
 from brokerq.metrics.redact import redact
 
@@ -39,6 +40,7 @@ class Sample:
     counts: dict[str, float]
     processed: dict[str, float] | None = None
     worker_error: str = ""
+    broker_error: str = ""
     rates: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
@@ -47,6 +49,8 @@ class Sample:
             out["processed"] = self.processed
         if self.worker_error:
             out["worker_error"] = self.worker_error
+        if self.broker_error:
+            out["broker_error"] = self.broker_error
         return out
 
 
@@ -87,7 +91,11 @@ def samples(
     while count is None or taken < count:
         if previous is not None:
             time.sleep(max(0.0, previous.at + interval - time.time()))
-        sample = Sample(time.time(), {k: float(v) for k, v in stats().items()})
+        try:
+            sample = Sample(time.time(), {k: float(v) for k, v in stats().items()})
+        except BrokerError as e:  # a blip must not end a watch: say so, keep the last counts
+            last = dict(previous.counts) if previous is not None else {}
+            sample = Sample(time.time(), last, broker_error=redact(str(e)))
         if url is not None:
             try:
                 sample.processed = scrape_processed(url)
@@ -125,8 +133,9 @@ def plain_line(sample: Sample) -> str:
     for k, v in (sample.processed or {}).items():
         rate = sample.rates.get(f"processed_{k}")
         parts.append(f"{k}={_num(v)}" + (f" ({_rate(rate)})" if rate is not None else ""))
-    if sample.worker_error:
-        parts.append(f"[{sample.worker_error}]")
+    for note in (sample.broker_error, sample.worker_error):
+        if note:
+            parts.append(f"[{note}]")
     return " ".join(parts)
 
 
@@ -134,7 +143,8 @@ def table(sample: Sample, title: str) -> Any:
     """A rich Table of one sample (rich imported here only)."""
     from rich.table import Table
 
-    t = Table(title=title, caption=sample.worker_error or None)
+    caption = "; ".join(n for n in (sample.broker_error, sample.worker_error) if n)
+    t = Table(title=title, caption=caption or None)
     t.add_column("")
     t.add_column("count", justify="right")
     t.add_column("per second", justify="right")

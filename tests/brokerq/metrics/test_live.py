@@ -86,3 +86,20 @@ def test_worker_url_from_every_interface_is_loopback() -> None:
     assert worker_url(MetricsConf(listen="[::]:9464")) == "http://[::1]:9464/metrics"
     tls = MetricsConf(listen="9464", certfile="c", keyfile="k")
     assert worker_url(tls) == "https://127.0.0.1:9464/metrics"
+
+
+def test_a_broker_blip_does_not_end_the_watch() -> None:
+    from brokerq.errors import ConnectionFailed
+
+    calls = iter([{"pending": 5}, ConnectionFailed("redis://u:pw@h:1 refused"), {"pending": 3}])
+
+    def flaky() -> Mapping[str, float]:
+        item = next(calls)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    got = list(samples(flaky, None, 0.01, count=3))
+    assert got[1].counts == {"pending": 5.0} and got[1].broker_error == "redis://u:***@h:1 refused"
+    assert got[2].counts == {"pending": 3.0} and not got[2].broker_error
+    assert "[redis://u:***@h:1 refused]" in plain_line(got[1])
