@@ -36,6 +36,7 @@ from brokerq.handler import import_handler
 from brokerq.metrics.live import show as show_stats
 from brokerq.metrics.setup import exporter_for, serving
 from brokerq.middleware import LoggingMiddleware, Middleware
+from brokerq.supervisor import Supervisor
 from brokerq.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -136,15 +137,29 @@ def main() -> None:
 @main.command()
 @config_arg
 @click.option("--log-level", default=None, help="Override the config's log_level.")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes under one supervisor (overrides the config's processes:).",
+)
 @errors_to_exit
-def run(config: str, log_level: str | None) -> None:
+def run(config: str, log_level: str | None, processes: int | None) -> None:
     """Run the consumer process described by CONFIG until SIGTERM/SIGINT.
 
     The first signal stops fetching and waits up to shutdown_timeout for running handlers;
     a second signal exits at once (unfinished messages are not acked and come back).
+    With processes > 1 a supervisor runs that many worker processes and restarts any that dies.
     """
     cfg = config_mod.load(config)
     _setup_logging((log_level or cfg.log_level).upper())
+    count = processes or cfg.processes
+    if count > 1:
+        cfg.build_handler()  # a missing handler fails here, once, not in every child
+        args = ["run", config, "--processes", "1"] + (
+            ["--log-level", log_level] if log_level else []
+        )
+        sys.exit(Supervisor(args, count, cfg.shutdown_timeout).run())
     handler = cfg.build_handler()
     with cfg.build_broker() as broker:
         broker.check()
