@@ -182,7 +182,7 @@ def kq(bootstrap: str, n: int, metrics: bool, topic: str) -> Figure:
 
 def _kafka_topic(bootstrap: str, n: int) -> str:
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     name = f"bench-metrics-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})

@@ -7,6 +7,7 @@ section, so the CLI has a single code path; with one, it builds brokerq.metrics.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from brokerq.broker import Broker
 from brokerq.errors import ConfigError
 from brokerq.middleware import Middleware
+from brokerq.supervisor import INDEX_ENV
 
 if TYPE_CHECKING:
     from brokerq.config import WorkerConfig
@@ -54,15 +56,18 @@ def serving(exporter: Serving, worker: Any) -> Iterator[None]:
         exporter.close()
 
 
-def exporter_for(cfg: WorkerConfig, broker: Broker, process_index: int = 0) -> Serving:
+def exporter_for(cfg: WorkerConfig, broker: Broker, process_index: int | None = None) -> Serving:
     """An ``Exporter`` for ``cfg.metrics``, or a ``NoExporter`` when the section is absent.
 
-    With ``processes: N`` each supervised worker process passes its index (0..N-1) and
-    listens on ``port + index``: one exporter per process, no shared multiprocess directory
-    to go stale (a port of 0 stays 0: any free port).
+    With ``processes: N`` each supervised worker process (index 0..N-1, from the
+    supervisor's ``BROKERQ_WORKER_INDEX`` unless given) listens on ``port + index``: one
+    exporter per process, no shared multiprocess directory to go stale (a port of 0 stays
+    0: any free port).
     """
     if cfg.metrics is None:
         return NoExporter()
+    if process_index is None:
+        process_index = _index_from_env()
     conf = cfg.metrics
     if process_index and conf.port:
         host = f"[{conf.host}]" if ":" in conf.host else conf.host
@@ -75,3 +80,11 @@ def exporter_for(cfg: WorkerConfig, broker: Broker, process_index: int = 0) -> S
             "pip install 'brokerq[metrics]'"
         ) from None
     return Exporter(conf, worker=cfg.name, queue=queue_label(cfg.broker_config), broker=broker)
+
+
+def _index_from_env() -> int:
+    raw = os.environ.get(INDEX_ENV, "0")
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        raise ConfigError(f"{INDEX_ENV}={raw!r}: expected a worker index (0, 1, ...)") from None

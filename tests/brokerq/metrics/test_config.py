@@ -86,3 +86,18 @@ def test_each_supervised_process_gets_its_own_port() -> None:
     assert (first.conf.host, first.conf.port) == ("127.0.0.1", 9600)
     assert (third.conf.host, third.conf.port) == ("127.0.0.1", 9602)
     assert isinstance(exporter_for(loads(BASE), MemoryBroker()), NoExporter)
+
+
+def test_the_supervisors_worker_index_picks_the_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    from brokerq.embedded.memory import MemoryBroker
+    from brokerq.metrics.exporter import Exporter
+    from brokerq.metrics.setup import exporter_for
+    from brokerq.supervisor import INDEX_ENV
+
+    cfg = loads(BASE + "metrics: {listen: '127.0.0.1:9600'}\n")
+    monkeypatch.setenv(INDEX_ENV, "3")
+    exporter = exporter_for(cfg, MemoryBroker())
+    assert isinstance(exporter, Exporter) and exporter.conf.port == 9603
+    monkeypatch.setenv(INDEX_ENV, "x")
+    with pytest.raises(ConfigError, match="BROKERQ_WORKER_INDEX='x'"):
+        exporter_for(cfg, MemoryBroker())
