@@ -187,3 +187,37 @@ def test_kq_worker_scrape_matches_stats_and_shows_no_secret(
             err = proc.stderr.read()
             proc.stderr.close()
     assert secret not in err
+
+
+def test_each_supervised_process_serves_its_own_port(tmp_path: Path, config: Path) -> None:
+    text = config.read_text()
+    port = int(text.split("127.0.0.1:")[1].split("'")[0])
+    with socket.socket() as s:  # port + 1 must be free too
+        try:
+            s.bind(("127.0.0.1", port + 1))
+        except OSError:
+            pytest.skip(f"port {port + 1} is taken")
+    proc = subprocess.Popen(
+        [BROKERQ, "run", str(config), "--processes", "2"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: _up(port) and _up(port + 1), 60)
+        push_to(tmp_path, *(f"m{i}" for i in range(20)))
+
+        def total() -> float:
+            return sum(scrape(p).get("ok", 0.0) for p in (port, port + 1))
+
+        assert wait_for(lambda: total() == 20, 60), total()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            assert proc.stderr is not None
+            proc.stderr.close()
+    assert not _up(port) and not _up(port + 1)
