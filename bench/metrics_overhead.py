@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/metrics_overhead.py                 # runtime, memory, sqlite
     .venv/bin/python bench/metrics_overhead.py --kafka 127.0.0.1:9092 -n 200000
-    .venv/bin/python bench/metrics_overhead.py --only kq --reps 5 --json
+    .venv/bin/python bench/metrics_overhead.py --only kq --reps 5 --sample 1,8 --json
 
 Each measure runs metrics off and on alternately in the same process (off/on, then on/off,
 ...), ``--reps`` times each, and keeps the best of each, so drift of a shared machine hits
@@ -17,8 +17,8 @@ Measures:
   ``KafkaBroker.source`` with 8 processors (what ``brokerq run`` does; bench/run's
   "kq consume" uses the same path through ``brokerq_kafka.Queue``).
 
-"on" adds ``brokerq.metrics.recorder.WorkerMetrics`` (what ``metrics:`` in the YAML adds) and
-scrapes it once at the end. Prints figures and ratios, asserts nothing; ``run()`` returns them
+"on" adds ``brokerq.metrics.recorder.WorkerMetrics`` (what ``metrics:`` in the YAML adds;
+``--sample N`` as ``metrics: {sample: N}``) and scrapes it once at the end. Prints figures and ratios, asserts nothing; ``run()`` returns them
 for a harness.
 """
 
@@ -107,13 +107,12 @@ class Figure:
     cpu_us: float
 
 
-def _drain(
-    source: Source | Callable[[], Source], n: int, concurrency: int, metrics: bool
-) -> Figure:
-    """``n`` no-op messages through a Worker, with or without WorkerMetrics."""
+def _drain(source: Source | Callable[[], Source], n: int, concurrency: int, metrics: int) -> Figure:
+    """``n`` no-op messages through a Worker; ``metrics`` 0: without WorkerMetrics, N: with
+    it, timing one message in N (``metrics: {sample: N}``)."""
     done = _Done(n)
     middleware: list[Middleware] = [done]
-    recorder = WorkerMetrics("bench", "bench") if metrics else None
+    recorder = WorkerMetrics("bench", "bench", sample=metrics) if metrics else None
     if recorder is not None:
         middleware.insert(0, recorder)  # outermost, as `brokerq run` installs it
     worker = Worker(
@@ -141,11 +140,11 @@ def _drain(
     return Figure(n / elapsed, cpu / n * 1e6)
 
 
-def runtime(n: int, concurrency: int, metrics: bool) -> Figure:
+def runtime(n: int, concurrency: int, metrics: int) -> Figure:
     return _drain(_ReadySource(n), n, concurrency, metrics)
 
 
-def memory(n: int, concurrency: int, metrics: bool) -> Figure:
+def memory(n: int, concurrency: int, metrics: int) -> Figure:
     with MemoryBroker() as broker:
         with broker.producer() as producer:
             for _ in range(n):
@@ -153,7 +152,7 @@ def memory(n: int, concurrency: int, metrics: bool) -> Figure:
         return _drain(broker.source, n, concurrency, metrics)
 
 
-def sqlite(n: int, concurrency: int, metrics: bool) -> Figure:
+def sqlite(n: int, concurrency: int, metrics: int) -> Figure:
     """A fresh sqlite file (synchronous=normal pushes, as bench/embedded.py's bulk load)."""
     with tempfile.TemporaryDirectory(prefix="brokerq-bench-") as tmp:
         broker = SqliteBroker({"path": str(Path(tmp) / "q.db"), "synchronous": "normal"})
@@ -163,7 +162,7 @@ def sqlite(n: int, concurrency: int, metrics: bool) -> Figure:
             return _drain(broker.source, n, concurrency, metrics)
 
 
-def kq(bootstrap: str, n: int, metrics: bool, topic: str) -> Figure:
+def kq(bootstrap: str, n: int, metrics: int, topic: str) -> Figure:
     """A new consumer group over ``topic`` (already holding ``n`` messages)."""
     from brokerq_kafka.broker import KafkaBroker
 
@@ -209,29 +208,40 @@ def _drop_topic(bootstrap: str, name: str) -> None:
             pass
 
 
-def compare(fn: Callable[[bool], Figure], reps: int) -> dict[str, float]:
-    """Metrics off and on, alternating which goes first, ``reps`` times each. Keeps the best
-    of each (highest msg/s, lowest CPU us/msg; timeit's rule: on a shared machine the noise
-    only ever slows a run down) and the on/off ratios of both (``cpu_ratio`` = off CPU / on
-    CPU: the throughput ratio a machine with a free core would see)."""
-    off: list[Figure] = []
-    on: list[Figure] = []
+def compare(
+    fn: Callable[[int], Figure], reps: int, samples: tuple[int, ...] = (1,)
+) -> list[dict[str, float]]:
+    """Metrics off and on (once per ``samples`` value), in a rotating order, ``reps`` times
+    each. Keeps the best of each (highest msg/s, lowest CPU us/msg; timeit's rule: on a
+    shared machine the noise only ever slows a run down) and the on/off ratios of both
+    (``cpu_ratio`` = off CPU / on CPU: the throughput ratio a machine with a free core would
+    see). One dict per ``samples`` value."""
+    variants = (0, *samples)
+    runs: dict[int, list[Figure]] = {v: [] for v in variants}
     for rep in range(reps):
-        order = (False, True) if rep % 2 == 0 else (True, False)
-        for metrics in order:
-            (on if metrics else off).append(fn(metrics))
-    off_s, on_s = max(f.per_s for f in off), max(f.per_s for f in on)
-    off_cpu, on_cpu = min(f.cpu_us for f in off), min(f.cpu_us for f in on)
-    return {
-        "off_per_s": off_s,
-        "on_per_s": on_s,
-        "on_vs_off": on_s / off_s,
-        "off_cpu_us": off_cpu,
-        "on_cpu_us": on_cpu,
-        "cpu_ratio": off_cpu / on_cpu,
-        "off_per_s_median": statistics.median(f.per_s for f in off),
-        "on_per_s_median": statistics.median(f.per_s for f in on),
-    }
+        k = rep % len(variants)
+        for v in variants[k:] + variants[:k]:
+            runs[v].append(fn(v))
+    off = runs[0]
+    off_s, off_cpu = max(f.per_s for f in off), min(f.cpu_us for f in off)
+    out = []
+    for v in samples:
+        on = runs[v]
+        on_s, on_cpu = max(f.per_s for f in on), min(f.cpu_us for f in on)
+        out.append(
+            {
+                "sample": v,
+                "off_per_s": off_s,
+                "on_per_s": on_s,
+                "on_vs_off": on_s / off_s,
+                "off_cpu_us": off_cpu,
+                "on_cpu_us": on_cpu,
+                "cpu_ratio": off_cpu / on_cpu,
+                "off_per_s_median": statistics.median(f.per_s for f in off),
+                "on_per_s_median": statistics.median(f.per_s for f in on),
+            }
+        )
+    return out
 
 
 def run(
@@ -239,28 +249,33 @@ def run(
     reps: int = 3,
     only: tuple[str, ...] = ("runtime", "memory", "sqlite"),
     kafka: str | None = None,
+    samples: tuple[int, ...] = (1,),
 ) -> list[dict[str, Any]]:
-    """Figures for each measure: ``{"measure", "n", "off_per_s", "on_per_s", "on_vs_off"}``."""
-    results: list[dict[str, Any]] = []
+    """Figures per measure and sample: ``{"measure", "n", "sample", "off_per_s", "on_per_s",
+    "on_vs_off", "off_cpu_us", "on_cpu_us", "cpu_ratio", ...}``."""
+    jobs: list[tuple[str, int, Callable[[int], Figure]]] = []
     if "runtime" in only:
-        for c in (1, 8):
-            fig = compare(lambda m, c=c: runtime(n, c, m), reps)  # type: ignore[misc]
-            results.append({"measure": f"runtime c={c}", "n": n, **fig})
+        jobs.append(("runtime c=1", n, lambda m: runtime(n, 1, m)))
+        jobs.append(("runtime c=8", n, lambda m: runtime(n, 8, m)))
     if "memory" in only:
-        fig = compare(lambda m: memory(n, 8, m), reps)
-        results.append({"measure": "memory c=8", "n": n, **fig})
+        jobs.append(("memory c=8", n, lambda m: memory(n, 8, m)))
     if "sqlite" in only:
-        fig = compare(lambda m: sqlite(min(n, 20_000), 8, m), reps)
-        results.append({"measure": "sqlite c=8", "n": min(n, 20_000), **fig})
+        small = min(n, 20_000)
+        jobs.append(("sqlite c=8", small, lambda m: sqlite(small, 8, m)))
+    topic = None
     if "kq" in only:
         if kafka is None:
             raise SystemExit("--only kq needs --kafka BOOTSTRAP")
         topic = _kafka_topic(kafka, n)
-        try:
-            fig = compare(lambda m: kq(kafka, n, m, topic), reps)
-        finally:
+        jobs.append(("kq consume, 8 processors", n, lambda m: kq(kafka, n, m, topic)))
+    results: list[dict[str, Any]] = []
+    try:
+        for name, count, fn in jobs:
+            for fig in compare(fn, reps, samples):
+                results.append({"measure": name, "n": count, **fig})
+    finally:
+        if kafka is not None and topic is not None:
             _drop_topic(kafka, topic)
-        results.append({"measure": "kq consume, 8 processors", "n": n, **fig})
     return results
 
 
@@ -270,22 +285,26 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--only", default=None, help="comma list of runtime,memory,sqlite,kq")
     ap.add_argument("--kafka", default=None, help="bootstrap servers; adds the kq measure")
+    ap.add_argument(
+        "--sample", default="1", help="comma list of metrics: {sample: N} to measure, e.g. 1,8"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    samples = tuple(int(x) for x in args.sample.split(","))
     only = tuple(args.only.split(",")) if args.only else ("runtime", "memory", "sqlite")
     if args.kafka and not args.only:
         only = (*only, "kq")
-    results = run(args.n, args.reps, only, args.kafka)
+    results = run(args.n, args.reps, only, args.kafka, samples)
     if args.json:
         print(json.dumps(results, indent=2))
         return
     print(
-        f"{'measure':<26} {'off msg/s':>10} {'on msg/s':>10} {'on/off':>7}"
+        f"{'measure':<26} {'sample':>6} {'off msg/s':>10} {'on msg/s':>10} {'on/off':>7}"
         f" {'off CPU':>9} {'on CPU':>9} {'on/off':>7}"
     )
     for r in results:
         print(
-            f"{r['measure']:<26} {r['off_per_s']:>10,.0f} {r['on_per_s']:>10,.0f}"
+            f"{r['measure']:<26} {r['sample']:>6} {r['off_per_s']:>10,.0f} {r['on_per_s']:>10,.0f}"
             f" {r['on_vs_off']:>6.2f}x {r['off_cpu_us']:>6.2f} us {r['on_cpu_us']:>6.2f} us"
             f" {r['cpu_ratio']:>6.2f}x"
         )

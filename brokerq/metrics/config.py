@@ -8,6 +8,7 @@ YAML::
       keyfile: /etc/brokerq/tls.key
       cache: 5s                  # broker state (stats()) is fetched at most this often
       scrape_timeout: 2s         # a scrape never waits longer than this for the broker
+      sample: 1                  # time 1 message in N for the age and duration histograms
       stuck_after: 35m           # /healthz fails when one handler has run longer than this
                                  # (default: the worker's time_limit + grace + 30s; none
                                  # without a time limit)
@@ -81,6 +82,12 @@ class MetricsConf(BaseModel):
     cache: Duration = Field(default=5.0, description="how long broker state is reused")
     scrape_timeout: Duration = Field(
         default=2.0, description="longest a scrape or /readyz waits for the broker"
+    )
+    sample: int = Field(
+        default=1,
+        ge=1,
+        description="time one message in N (per worker thread) for the age and duration "
+        "histograms; counters, in-flight and delayed-job lateness stay exact",
     )
     stuck_after: Duration | None = Field(
         default=None,

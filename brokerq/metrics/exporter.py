@@ -24,6 +24,7 @@ process reports its fires to.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -85,7 +86,7 @@ class Exporter:
     def __init__(self, conf: MetricsConf, *, worker: str, queue: str, broker: Broker) -> None:
         self.conf = conf
         self.registry = CollectorRegistry()
-        self.worker_metrics = WorkerMetrics(worker, queue)
+        self.worker_metrics = WorkerMetrics(worker, queue, sample=conf.sample)
         self.broker_state = BrokerState(
             broker.stats, worker, queue, cache=conf.cache, timeout=conf.scrape_timeout
         )
@@ -101,6 +102,8 @@ class Exporter:
             broker.check, ttl=READY_CACHE, timeout=conf.scrape_timeout, name="broker check"
         )
         self._worker: Watched | None = None
+        self._progress: dict[int, tuple[int, float]] = {}  # thread key -> (done, busy since)
+        self._lock = threading.Lock()
         self.server = MetricsServer(conf, self.registry, health=self.health, ready=self.ready)
 
     @property
@@ -126,14 +129,30 @@ class Exporter:
         return worker.time_limit + worker.time_limit_grace + STUCK_MARGIN
 
     def health(self) -> tuple[bool, str]:
-        """(alive, reason): the process answers, its worker threads run and none is stuck."""
+        """(alive, reason): the process answers, its worker threads run and none is stuck.
+
+        A thread is stuck when it has been busy without finishing a message for longer than
+        ``stuck_after``, counted from the first probe that saw it so (probes every few
+        seconds, as Kubernetes sends them, make that the time it got stuck).
+        """
         limit = self.stuck_after()
+        now = time.monotonic()
+        seen: dict[int, tuple[int, float]] = {}
+        names: dict[int, str] = {}
+        for b in self.worker_metrics.busy():
+            names[b.key] = b.thread
+            done, since = self._progress.get(b.key, (b.done, now))
+            if done != b.done:
+                since = now  # it finished something since the last look
+            seen[b.key] = (b.done, since)
+        with self._lock:
+            self._progress = seen  # threads no longer busy are forgotten
         if limit is not None:
-            stuck = [b for b in self.worker_metrics.busy() if b.seconds > limit]
+            stuck = [(now - since, key) for key, (_, since) in seen.items() if now - since > limit]
             if stuck:
-                b = stuck[0]
+                seconds, key = max(stuck)
                 return False, (
-                    f"stuck: {b.thread} has been handling one message for {b.seconds:.0f}s "
+                    f"stuck: {names[key]} has not finished a message for {seconds:.0f}s "
                     f"(stuck_after={limit:.0f}s)"
                 )
         worker = self._worker

@@ -1,19 +1,26 @@
 """Worker metrics as a Middleware, cheap enough for the hot path, exported by prometheus_client.
 
-Each worker thread records into its own ``_Shard`` (plain ints and floats, no lock): the
-middleware hooks cost well under a microsecond. ``collect()``, called by prometheus_client at
-scrape time, sums the shards into metric families. prometheus_client's own ``Counter`` and
-``Histogram`` take a lock per update (measured here: ~0.5 us per counter ``inc``, ~1.2 us per
-histogram ``observe``, so ~5 us per message for the set below), which alone would halve the
-no-op throughput of a kq worker (~3 us per message).
+Each worker thread records into its own ``_Shard`` (plain ints and floats, no lock);
+``collect()``, called by prometheus_client at scrape time, sums the shards into metric
+families. prometheus_client's own ``Counter`` and ``Histogram`` take a lock per update
+(measured here: ~0.5 us per counter ``inc``, ~1.2 us per histogram ``observe``, ~5 us per
+message for the set below), as much as a kq worker spends on a whole message (~3 us).
+
+What the hooks still cost is two clock reads and two histogram buckets per message; with
+``sample=N`` only one message in N per thread is timed (age and duration histograms), while
+the counters, the in-flight gauge and the lateness of delayed jobs stay exact. The hot path
+reads no clock for health: brokerq.metrics.exporter tells a stuck thread by its finished
+count not moving. bench/metrics_overhead.py measures the cost.
 
 Exported (labels ``worker`` = the config's ``name``, ``queue`` = topic / tube / sqlite queue):
 
     brokerq_messages_processed_total{outcome="ok|retry|dead"}  counter
     brokerq_handler_duration_seconds                            histogram (handler + settle;
                                                                 a batch: its whole call)
+                                                                sampled with sample > 1
     brokerq_messages_in_flight                                  gauge
     brokerq_message_age_seconds                                 histogram: start - created_at
+                                                                (sampled with sample > 1)
     brokerq_delayed_lateness_seconds                            histogram: start - not_before
     brokerq_delayed_early_total                                 counter: started before not_before
     brokerq_redeliveries_total                                  counter: came back after a crash
@@ -64,7 +71,6 @@ class _Shard:
     __slots__ = (
         "age",
         "age_sum",
-        "busy_since",
         "dead",
         "duration",
         "duration_sum",
@@ -75,7 +81,10 @@ class _Shard:
         "ok",
         "redeliveries",
         "retry",
+        "skip",
+        "started",
         "thread",
+        "timed",
     )
 
     def __init__(self) -> None:
@@ -89,16 +98,25 @@ class _Shard:
         self.early = 0
         self.redeliveries = 0
         self.in_flight = 0  # messages this thread is handling (a batch handler: several)
-        self.busy_since = 0.0  # time.time() when the oldest of them started
+        self.skip = 0  # messages to leave untimed before the next timed one (sampling)
+        self.timed = 0  # timed messages in flight (a batch: several), since ``started``
+        self.started = 0.0
         self.thread = threading.current_thread()
+
+    @property
+    def done(self) -> int:
+        return self.ok + self.retry + self.dead
 
 
 @dataclass(frozen=True)
 class Busy:
-    """A handler running now: its thread and for how many seconds."""
+    """A thread handling messages now: its name, how many, and how many it has finished in
+    all (unchanged between two looks: no progress). ``key`` tells threads apart."""
 
+    key: int
     thread: str
-    seconds: float
+    in_flight: int
+    done: int
 
 
 RETRIED_KEPT = 10_000  # ids of messages this process sent to retry, remembered at most
@@ -122,8 +140,12 @@ class WorkerMetrics(Middleware):
     and a prometheus_client collector (``registry.register(m)``).
     """
 
-    def __init__(self, worker: str, queue: str) -> None:
+    def __init__(self, worker: str, queue: str, *, sample: int = 1) -> None:
+        if sample < 1:
+            raise ValueError("sample must be at least 1 (1: time every message)")
         self.labels = (worker, queue)
+        self.sample = sample
+        self._skip = sample - 1
         self._local = threading.local()
         self._shards: list[_Shard] = []
         self._lock = threading.Lock()
@@ -142,22 +164,33 @@ class WorkerMetrics(Middleware):
             s: _Shard = self._local.shard
         except AttributeError:
             s = self._shard()
-        now = _now()
-        if not s.in_flight:
-            s.busy_since = now
         s.in_flight += 1
-        age = now - message.created_at
-        s.age[0 if age <= _AGE_0 else _bucket(AGE_BUCKETS, age)] += 1
-        s.age_sum += age
         not_before = message.not_before
-        if not_before is not None:
-            late = now - not_before
-            s.late[_bucket(LATENESS_BUCKETS, late)] += 1
-            s.late_sum += late
-            if late < 0.0:
-                s.early += 1
-        elif message.attempt > 1 and message.id not in self._retried:  # is_redelivery, inlined
-            s.redeliveries += 1
+        if s.skip:  # not timed (sample > 1): counters and the lateness check only
+            s.skip -= 1
+            if not_before is None:
+                if message.attempt > 1 and message.id not in self._retried:  # is_redelivery
+                    s.redeliveries += 1
+                return
+            now = _now()
+        else:
+            s.skip = self._skip
+            now = _now()
+            if not s.timed:
+                s.started = now
+            s.timed += 1
+            age = now - message.created_at
+            s.age[0 if age <= _AGE_0 else _bucket(AGE_BUCKETS, age)] += 1
+            s.age_sum += age
+            if not_before is None:
+                if message.attempt > 1 and message.id not in self._retried:  # is_redelivery
+                    s.redeliveries += 1
+                return
+        late = now - not_before  # every delayed job, sampled or not: "never early" is exact
+        s.late[_bucket(LATENESS_BUCKETS, late)] += 1
+        s.late_sum += late
+        if late < 0.0:
+            s.early += 1
 
     def after_process(self, message: Message, outcome: str, error: BaseException | None) -> None:
         try:
@@ -171,14 +204,15 @@ class WorkerMetrics(Middleware):
             self._remember_retry(message.id)
         else:
             s.dead += 1
-        busy = s.in_flight
-        if busy:  # else no before_process: a poison message or another thread's (watchdog)
-            s.in_flight = busy - 1
-            took = _now() - s.busy_since
-            if took < 0.0:  # the wall clock stepped back
-                took = 0.0
-            s.duration[0 if took <= _DURATION_0 else _bucket(DURATION_BUCKETS, took)] += 1
-            s.duration_sum += took
+        if s.in_flight:  # else no before_process: a poison message or another thread's (watchdog)
+            s.in_flight -= 1
+            if s.timed:
+                s.timed -= 1
+                took = _now() - s.started
+                if took < 0.0:  # the wall clock stepped back
+                    took = 0.0
+                s.duration[0 if took <= _DURATION_0 else _bucket(DURATION_BUCKETS, took)] += 1
+                s.duration_sum += took
 
     def _remember_retry(self, message_id: str) -> None:
         with self._lock:
@@ -193,14 +227,13 @@ class WorkerMetrics(Middleware):
             return list(self._shards)
 
     def busy(self) -> list[Busy]:
-        """Handlers running now, longest first."""
-        now = _now()
-        out = [
-            Busy(s.thread.name, now - s.busy_since)
+        """Threads handling messages now (brokerq.metrics.exporter tells a stuck one by its
+        ``done`` not moving; the hot path reads no clock for that)."""
+        return [
+            Busy(id(s), s.thread.name, s.in_flight, s.done)
             for s in self._all()
             if s.in_flight and s.thread.is_alive()
         ]
-        return sorted(out, key=lambda b: -b.seconds)
 
     def totals(self) -> dict[str, int]:
         """Processed messages by outcome since the worker started."""

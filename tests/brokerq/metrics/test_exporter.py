@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 from brokerq.embedded.config import EmbeddedConf
@@ -51,7 +52,7 @@ def test_stuck_handler_fails_health_until_it_returns() -> None:
         assert wait_for(lambda: not e.health()[0], 10)
         ok, reason = e.health()
         assert not ok
-        assert reason.startswith("stuck: handler-under-test has been handling one message for")
+        assert reason.startswith("stuck: handler-under-test has not finished a message for")
     finally:
         release.set()
         t.join(10)
@@ -126,3 +127,20 @@ def test_queue_label_per_section() -> None:
     )
     assert queue_label(dq) == "mail"
     assert queue_label(EmbeddedConf(queue="x")) == "x"
+
+
+def test_a_thread_that_keeps_finishing_messages_is_not_stuck() -> None:
+    e = exporter(stuck_after=0.05)
+    m = e.worker_metrics
+    first, second = Message(b"1"), Message(b"2")
+    m.before_process(first)
+    assert e.health() == (True, "ok")  # first look: busy, the clock starts now
+    time.sleep(0.1)
+    m.after_process(first, "ok", None)
+    m.before_process(second)
+    assert e.health() == (True, "ok")  # busy again, but it finished one since the last look
+    time.sleep(0.1)
+    ok, reason = e.health()  # nothing finished for longer than stuck_after
+    assert not ok and "has not finished a message for" in reason
+    m.after_process(second, "ok", None)
+    assert e.health() == (True, "ok")

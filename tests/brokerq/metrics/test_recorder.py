@@ -105,8 +105,7 @@ def test_in_flight_and_busy() -> None:
         assert started.wait(10)
         assert value(scrape(m), "brokerq_messages_in_flight") == 1
         busy = m.busy()
-        assert [b.thread for b in busy] == ["brokerq-worker-7"]
-        assert busy[0].seconds >= 0.0
+        assert [(b.thread, b.in_flight, b.done) for b in busy] == [("brokerq-worker-7", 1, 0)]
     finally:
         release.set()
         t.join(10)
@@ -140,7 +139,7 @@ def test_a_batch_counts_each_message_in_flight_and_timed() -> None:
     for msg in batch:  # what Worker.process_batch does: all befores, one call, all afters
         m.before_process(msg)
     assert value(scrape(m), "brokerq_messages_in_flight") == 3
-    assert len(m.busy()) == 1  # one thread busy
+    assert [b.in_flight for b in m.busy()] == [3]  # one thread, three messages
     for msg in batch:
         m.after_process(msg, "ok", None)
     f = scrape(m)
@@ -155,4 +154,21 @@ def test_after_without_before_counts_the_outcome_only() -> None:
     f = scrape(m)
     assert value(f, "brokerq_messages_processed_total", outcome="dead") == 1
     assert value(f, "brokerq_handler_duration_seconds_count") == 0
+    assert value(f, "brokerq_messages_in_flight") == 0
+
+
+def test_sampling_times_one_in_n_and_keeps_counters_and_lateness_exact() -> None:
+    m = WorkerMetrics("w", "q", sample=4)
+    now = time.time()
+    for i in range(12):
+        handle(m, Message(f"m{i}".encode(), not_before=now - 0.01 if i % 3 == 0 else None))
+    handle(m, Message(b"early", not_before=now + 60.0))
+    handle(m, Message(b"crash", attempt=2))
+    f = scrape(m)
+    assert value(f, "brokerq_messages_processed_total", outcome="ok") == 14
+    assert value(f, "brokerq_handler_duration_seconds_count") == 4  # messages 0, 4, 8, 12
+    assert value(f, "brokerq_message_age_seconds_count") == 4
+    assert value(f, "brokerq_delayed_lateness_seconds_count") == 5  # every delayed job
+    assert value(f, "brokerq_delayed_early_total") == 1
+    assert value(f, "brokerq_redeliveries_total") == 1
     assert value(f, "brokerq_messages_in_flight") == 0
