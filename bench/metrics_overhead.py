@@ -9,6 +9,7 @@ Each measure runs metrics off and on alternately in the same process (off/on, th
 both and its noise (which only slows runs down) is filtered out.
 Measures:
 
+- ``hooks``: what the middleware hooks alone cost per message (no Worker), best of 7;
 - ``runtime``: the Worker over an in-process source that never waits (bench/worker.py's
   ceiling: no broker cost at all, so the middleware's share is the largest it can be);
 - ``memory``: the embedded memory broker end to end;
@@ -208,6 +209,36 @@ def _drop_topic(bootstrap: str, name: str) -> None:
             pass
 
 
+class _Empty(Middleware):
+    def before_process(self, message: Message) -> None:
+        pass
+
+    def after_process(self, message: Message, outcome: str, error: BaseException | None) -> None:
+        pass
+
+
+def hooks(samples: tuple[int, ...] = (1,), n: int = 200_000, repeat: int = 7) -> dict[str, float]:
+    """ns per message of a MiddlewareChain's before + after: no middleware, an empty one, and
+    WorkerMetrics per sample value. Best of ``repeat`` (timeit's rule), single thread."""
+    import timeit
+
+    from brokerq.middleware import MiddlewareChain
+
+    msg = Message(VALUE, created_at=time.time() - 0.5)
+    variants: list[tuple[str, list[Middleware]]] = [("no middleware", []), ("empty", [_Empty()])]
+    variants += [(f"sample={k}", [WorkerMetrics("w", "q", sample=k)]) for k in samples]
+    out: dict[str, float] = {}
+    for name, middleware in variants:
+        chain = MiddlewareChain(middleware)
+
+        def one(before: Any = chain.before, after: Any = chain.after) -> None:
+            before(msg)
+            after(msg, "ok", None)
+
+        out[name] = min(timeit.repeat(one, number=n, repeat=repeat)) / n * 1e9
+    return out
+
+
 def compare(
     fn: Callable[[int], Figure], reps: int, samples: tuple[int, ...] = (1,)
 ) -> list[dict[str, float]]:
@@ -283,7 +314,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("-n", type=int, default=200_000)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--only", default=None, help="comma list of runtime,memory,sqlite,kq")
+    ap.add_argument("--only", default=None, help="comma list of hooks,runtime,memory,sqlite,kq")
     ap.add_argument("--kafka", default=None, help="bootstrap servers; adds the kq measure")
     ap.add_argument(
         "--sample", default="1", help="comma list of metrics: {sample: N} to measure, e.g. 1,8"
@@ -291,12 +322,19 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     samples = tuple(int(x) for x in args.sample.split(","))
-    only = tuple(args.only.split(",")) if args.only else ("runtime", "memory", "sqlite")
+    only = tuple(args.only.split(",")) if args.only else ("hooks", "runtime", "memory", "sqlite")
     if args.kafka and not args.only:
         only = (*only, "kq")
     results = run(args.n, args.reps, only, args.kafka, samples)
+    cost = hooks(samples) if "hooks" in only else None
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"results": results, "hooks_ns": cost}, indent=2))
+        return
+    if cost is not None:
+        print("middleware hooks, ns per message (best of 7):")
+        for name, ns in cost.items():
+            print(f"  {name:<16} {ns:>7.0f} ns")
+    if not results:
         return
     print(
         f"{'measure':<26} {'sample':>6} {'off msg/s':>10} {'on msg/s':>10} {'on/off':>7}"
