@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -73,6 +74,19 @@ def test_sigterm_stops_serving(port: int, worker: subprocess.Popen[str]) -> None
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(30) == 0
     assert not _up(port)
+
+
+def free_port_pair() -> int:
+    """A port p with p + 1 free too (for two supervised workers)."""
+    for _ in range(50):
+        p = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p + 1))
+            except OSError:
+                continue
+        return p
+    raise RuntimeError("no two consecutive free ports")
 
 
 def _up(port: int) -> bool:
@@ -190,13 +204,8 @@ def test_kq_worker_scrape_matches_stats_and_shows_no_secret(
 
 
 def test_each_supervised_process_serves_its_own_port(tmp_path: Path, config: Path) -> None:
-    text = config.read_text()
-    port = int(text.split("127.0.0.1:")[1].split("'")[0])
-    with socket.socket() as s:  # port + 1 must be free too
-        try:
-            s.bind(("127.0.0.1", port + 1))
-        except OSError:
-            pytest.skip(f"port {port + 1} is taken")
+    port = free_port_pair()
+    config.write_text(re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{port}", config.read_text()))
     proc = subprocess.Popen(
         [BROKERQ, "run", str(config), "--processes", "2"],
         cwd=ROOT,
