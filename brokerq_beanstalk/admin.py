@@ -81,10 +81,10 @@ def tube_stats(conf: DqConf) -> dict[str, int]:
             out[k] = max(values, default=0)
         else:
             out[k] = -(-sum(values) // replicas)
-    out["nodes_up"] = len(counts)
+    out["nodes:up"] = len(counts)
     for endpoint, n in per_node.items():
         if n is None:
-            out[f"node {endpoint} unreachable"] = 1
+            out[f"node:{endpoint}:unreachable"] = 1
         else:
-            out[f"node {endpoint} copies"] = sum(n.values())
+            out[f"node:{endpoint}:copies"] = sum(n.values())
     return out

@@ -147,9 +147,10 @@ class BeanstalkBroker(Broker):
         A job has a copy on each of ``replicas`` nodes: with one copy per node (replicas
         = nodes) a state's count is the largest over the nodes that answer; with fewer
         replicas than nodes it is the sum divided by ``replicas`` (an estimate). ``dead``
-        counts buried copies (a dead job keeps exactly one). ``nodes_up``, then per node
-        ``node <endpoint> copies`` (its copies in the tube), or ``node <endpoint>
-        unreachable`` = 1 for a node that does not answer.
+        counts buried copies (a dead job keeps exactly one). ``nodes:up``, then per node
+        ``node:<endpoint>:copies`` (its copies in the tube), or
+        ``node:<endpoint>:unreachable`` = 1 for a node that does not answer (the
+        ``node:<endpoint>:<state>`` form brokerq.metrics exports per node).
         """
         return tube_stats(self.conf)
 

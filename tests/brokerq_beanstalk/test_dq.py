@@ -38,7 +38,7 @@ def test_each_job_is_written_to_three_nodes(make_conf: MakeConf) -> None:
     assert {c.rpartition("/")[0] for c in copies} == {b.endpoint for b in conf.beanstalks}
     stats = BeanstalkBroker(conf).stats()
     assert stats["delayed"] == 1  # each job once
-    assert [stats[f"node {b.endpoint} copies"] for b in conf.beanstalks] == [1, 1, 1]
+    assert [stats[f"node:{b.endpoint}:copies"] for b in conf.beanstalks] == [1, 1, 1]
 
 
 def test_revoke_from_another_producer_never_runs(make_conf: MakeConf) -> None:

@@ -61,7 +61,7 @@ def test_consumer_runs_on_the_nodes_that_answer_and_reconnects(
     broker = BeanstalkBroker(conf)
     broker.check()  # 2 of 3 answer, 2 needed: fine, with a warning naming the third
     stats = broker.stats()
-    assert stats[f"node {endpoint} unreachable"] == 1 and stats["nodes_up"] == 2
+    assert stats[f"node:{endpoint}:unreachable"] == 1 and stats["nodes:up"] == 2
     with broker.producer() as producer:
         first = producer.delay(b"while down", 0)  # 2 of 3 written
     rec = Recorder()
@@ -112,7 +112,7 @@ def test_stats_count_each_job_once(broker: BeanstalkBroker) -> None:
         producer.delay(b"later", 60)
     stats = broker.stats()
     assert (stats["pending"], stats["delayed"], stats["in_flight"], stats["dead"]) == (1, 1, 0, 0)
-    assert stats["nodes_up"] == 3
+    assert stats["nodes:up"] == 3
     assert all(v == 2 for k, v in stats.items() if k.startswith("node "))
 
 
