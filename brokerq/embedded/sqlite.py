@@ -6,7 +6,13 @@ and an owner token; settling (ack = delete, retry, dead, release) only touches a
 owner is still us. While a handler runs, a heartbeat thread in the source renews the leases
 it holds every third of ``visibility_timeout``, so only a job whose worker died (kill -9,
 power cut) becomes claimable again, after the lease runs out, and that run counts as an
-attempt.
+attempt. The heartbeat never renews a lease past the delivery's ``deadline`` (its time
+limit plus grace, brokerq.timelimit): a handler stuck past it loses its job to other workers.
+
+Jobs run lowest ``priority`` first (beanstalkd's rule, 0..2**32-1; the section's ``priority``
+when a push gives none), then in due-time order; a job keeps its priority through retries,
+releases and dead-letter redrives. Dead letters keep the failure's type and traceback.
+Read-only operations (``stats``, ``dead_letters``) open the file read-only.
 
 Durability: producers commit with ``synchronous=FULL`` by default, so a push has been
 fsynced when it returns (survives a power cut; ~0.2 ms per push here, use ``push_many`` for
@@ -21,6 +27,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -31,6 +38,7 @@ from typing import Any, TypeVar
 
 from brokerq.broker import (
     Broker,
+    Capabilities,
     DeadLetter,
     DelayProducer,
     Delivery,
@@ -39,10 +47,11 @@ from brokerq.broker import (
     refuse_options,
 )
 from brokerq.embedded import _sqlite_db as sql
-from brokerq.embedded.config import EmbeddedConf
+from brokerq.embedded.config import EmbeddedConf, check_priority
 from brokerq.errors import BrokerError, ConfigError, ConnectionFailed, DeliveryError
 from brokerq.headers import with_options
 from brokerq.message import Message, new_id, to_bytes
+from brokerq.outcome import Failure
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +79,15 @@ def _message(row: tuple[Any, ...]) -> Message:
     )
 
 
+def _failure(row: tuple[Any, ...]) -> Failure:
+    """The failure stored with a dead row (``error``, ``error_type``, ``traceback`` columns)."""
+    text, error_type, tb = str(row[7] or ""), row[9], row[10] or ""
+    if error_type is None:  # dead-lettered by an older brokerq: only the text was kept
+        return Failure.parse(text, tb)
+    message = "" if text == error_type else text.removeprefix(f"{error_type}: ")
+    return Failure(error_type, message, tb)
+
+
 class SqliteBroker(Broker):
     """Jobs in one sqlite file: durable across restarts, no server, several processes."""
 
@@ -77,6 +95,7 @@ class SqliteBroker(Broker):
     section = "embedded"
     section_default = True
     config_model = EmbeddedConf
+    capabilities = Capabilities(delay=True, priority=True, counts_redeliveries=True)
 
     def __init__(self, config: EmbeddedConf | Mapping[str, Any] | None = None) -> None:
         if config is None:
@@ -91,6 +110,7 @@ class SqliteBroker(Broker):
         self.path = config.path
         self.queue = config.queue
         self._admin = sql.Db(config.path, config.synchronous)
+        self._reader = sql.Db(config.path, config.synchronous, readonly=True)
         self._wake = threading.Condition()
         self._generation = 0
         self._children: weakref.WeakSet[SqliteProducer | SqliteDelayProducer | SqliteSource] = (
@@ -121,6 +141,7 @@ class SqliteBroker(Broker):
         for child in list(self._children):
             child.close()
         self._admin.close()
+        self._reader.close()
         self._notify()
 
     # -- wakeups inside one process ----------------------------------------------------------
@@ -136,14 +157,31 @@ class SqliteBroker(Broker):
                 self._wake.wait(timeout)
 
     # -- inspection --------------------------------------------------------------------------
+    def _exists(self) -> bool:
+        """False while the file was never created (read-only operations then see an empty
+        queue rather than create it); ConfigError for a missing directory."""
+        if os.path.exists(self.path):
+            return True
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(parent):
+            raise ConfigError(f"embedded.path {self.path!r}: directory {parent!r} does not exist")
+        return False
+
     def stats(self) -> dict[str, int]:
-        with self._admin.use("stats") as conn:
+        """Counts of this queue (read-only: creates and changes nothing; all 0 while the
+        file does not exist)."""
+        if not self._exists():
+            return {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0}
+        with self._reader.use("stats") as conn:
             row = conn.execute(sql.STATS, {"now": time.time(), "queue": self.queue}).fetchone()
         names = ("pending", "delayed", "in_flight", "dead")
         return {name: int(v or 0) for name, v in zip(names, row, strict=True)}
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
-        with self._admin.use("dead letters") as conn:
+        """Dead jobs, oldest failure first; ``refs`` are job ids (read-only)."""
+        if not self._exists():
+            return []
+        with self._reader.use("dead letters") as conn:
             if refs is None:
                 rows = conn.execute(sql.DEAD_LETTERS, (self.queue, limit)).fetchall()
             else:
@@ -152,7 +190,10 @@ class SqliteBroker(Broker):
                     for ref in dict.fromkeys(refs)
                     for r in conn.execute(sql.DEAD_LETTER_ONE, (self.queue, ref)).fetchall()
                 ][:limit]
-        return [DeadLetter(_message(r), error=r[7] or "", failed_at=r[8], ref=r[0]) for r in rows]
+        return [
+            DeadLetter(_message(r), _failure(r), failed_at=r[8], ref=r[0], traceback=r[10] or "")
+            for r in rows
+        ]
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
         """Make dead jobs ready again with attempt 1; ``refs`` are job ids (all when None)."""
@@ -175,6 +216,7 @@ def _row(
     key: bytes | str | None,
     headers: Mapping[str, str] | None,
     due: float | None,
+    priority: int,
 ) -> tuple[Any, ...]:
     now = time.time()
     return (
@@ -185,6 +227,7 @@ def _row(
         json.dumps(dict(headers)) if headers else None,
         now,
         now if due is None else due,
+        priority,
     )
 
 
@@ -225,11 +268,12 @@ class SqliteProducer(_Writer, Producer):
         time_limit: float | None = None,
         type: str | None = None,
     ) -> None:
-        refuse_options(self._broker.name, job_id=job_id, priority=priority)
+        refuse_options(self._broker.name, job_id=job_id)
+        prio = check_priority(priority, self._broker.config.priority)
         headers = with_options(headers, time_limit=time_limit, type=type)
         queue = self._broker.queue
         self._broker.middleware.push(
-            queue, headers, lambda h: self._insert([_row(value, queue, key, h, None)])
+            queue, headers, lambda h: self._insert([_row(value, queue, key, h, None, prio)])
         )
 
     def push_many(
@@ -237,9 +281,12 @@ class SqliteProducer(_Writer, Producer):
         values: Iterable[bytes | str],
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        priority: int | None = None,
     ) -> list[str]:
         """Push several values in one transaction (one fsync); return their ids."""
-        rows = [_row(v, self._broker.queue, key, headers, None) for v in values]
+        prio = check_priority(priority, self._broker.config.priority)
+        rows = [_row(v, self._broker.queue, key, headers, None, prio) for v in values]
         self._insert(rows)
         return [r[0] for r in rows]
 
@@ -259,12 +306,13 @@ class SqliteDelayProducer(_Writer, DelayProducer):
         time_limit: float | None = None,
         type: str | None = None,
     ) -> str:
-        refuse_options(self._broker.name, job_id=job_id, priority=priority)
+        refuse_options(self._broker.name, job_id=job_id)
+        prio = check_priority(priority, self._broker.config.priority)
         headers = with_options(headers, time_limit=time_limit, type=type)
         queue = self._broker.queue
 
         def send(h: Mapping[str, str] | None) -> str:
-            row = _row(value, queue, key, h, due)
+            row = _row(value, queue, key, h, due, prio)
             self._insert([row])
             return str(row[0])
 
@@ -285,7 +333,8 @@ class SqliteSource(Source):
         self._poll = broker.config.poll_interval
         self._prefix = uuid.uuid4().hex[:16]
         self._counter = itertools.count(1)
-        self._held: dict[str, str] = {}  # job id -> owner token, renewed by the heartbeat
+        # job id -> (owner token, delivery): leases the heartbeat renews, up to the deadline
+        self._held: dict[str, tuple[str, Delivery[Any]]] = {}
         self._held_lock = threading.Lock()
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -330,10 +379,11 @@ class SqliteSource(Source):
         if not rows:
             return None
         message = _message(rows[0])
+        delivery: Delivery[Any] = Delivery(message, _Lease(message.id, owner))
         with self._held_lock:
-            self._held[message.id] = owner
+            self._held[message.id] = (owner, delivery)
         self._start_heartbeat()
-        return Delivery(message, _Lease(message.id, owner))
+        return delivery
 
     @staticmethod
     def _claim_compat(conn: Any, args: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -372,12 +422,21 @@ class SqliteSource(Source):
     def ack(self, delivery: Delivery[Any]) -> None:
         self._settle(delivery, "ack", sql.ACK)
 
-    def retry(self, delivery: Delivery[Any], delay: float, error: str) -> None:
+    def retry(self, delivery: Delivery[Any], delay: float, error: Failure) -> None:
         due = time.time() + max(0.0, delay)
-        self._settle(delivery, "retry", sql.RETRY, due, delivery.message.attempt + 1, error)
+        self._settle(delivery, "retry", sql.RETRY, due, delivery.message.attempt + 1, str(error))
 
-    def dead(self, delivery: Delivery[Any], error: str) -> None:
-        self._settle(delivery, "dead", sql.DEAD, error, time.time())
+    def dead(self, delivery: Delivery[Any], error: Failure) -> None:
+        failure = Failure.parse(error)
+        self._settle(
+            delivery,
+            "dead",
+            sql.DEAD,
+            str(failure),
+            failure.type,
+            failure.traceback or None,
+            time.time(),
+        )
 
     def release(self, delivery: Delivery[Any]) -> None:
         self._settle(delivery, "release", sql.RELEASE)
@@ -392,20 +451,34 @@ class SqliteSource(Source):
             self._heartbeat.start()
 
     def _beat(self) -> None:
-        """Every third of the lease, push the lease of every held job forward."""
+        """Every third of the lease, push the lease of every held job forward, never past
+        its delivery's deadline (a job past it is no longer renewed)."""
         while not self._stop.wait(self._lease / 3):
+            now = time.time()
+            renew: list[tuple[float, str, str]] = []
+            expired: list[str] = []
             with self._held_lock:
-                held = list(self._held.items())
-            if not held:
+                for job_id, (owner, delivery) in list(self._held.items()):
+                    until = now + self._lease
+                    if delivery.deadline is not None:
+                        if not delivery.renewable(now):
+                            del self._held[job_id]
+                            expired.append(job_id)
+                            continue
+                        until = min(until, delivery.deadline)
+                    renew.append((until, job_id, owner))
+            for job_id in expired:
+                logger.warning(
+                    "sqlite %s: job %s is past its time limit and grace; its lease is no "
+                    "longer renewed and another worker may take it",
+                    self._broker.path,
+                    job_id,
+                )
+            if not renew:
                 continue
-            until = time.time() + self._lease
             try:
                 with self._db.transaction("renew leases") as conn:
-                    lost = [
-                        job_id
-                        for job_id, owner in held
-                        if not conn.execute(sql.RENEW, (until, job_id, owner)).rowcount
-                    ]
+                    lost = [r[1] for r in renew if not conn.execute(sql.RENEW, r).rowcount]
             except BrokerError as e:
                 logger.warning("%s; trying again in %.1fs", e, self._lease / 3)
                 continue
