@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import os
+import sys
+import threading
 import time
 
 from brokerq import Message
@@ -15,3 +19,35 @@ def record(msg: Message) -> None:
         raise RuntimeError("told to fail")
     with open(os.environ["BQ_RECORD"], "a") as f:
         f.write(msg.value.decode() + "\n")
+
+
+def _note(line: str) -> None:
+    with open(os.environ["BQ_RECORD"], "a") as f:  # one write per line: whole lines
+        f.write(line + "\n")
+
+
+def fates(msg: Message) -> None:
+    """By value: ``exit`` kills the process, ``sysexit`` raises SystemExit, ``loop`` sleeps
+    forever in Python, ``c`` blocks 30 s inside C; anything else is recorded as done.
+    Records ``start <value> <attempt> <thread>`` first."""
+    value = msg.value.decode()
+    _note(f"start {value} {msg.attempt} {threading.get_ident()} {os.getpid()}")
+    if value == "exit":
+        os._exit(3)
+    if value == "sysexit":
+        sys.exit(1)
+    if value == "loop":
+        while True:
+            time.sleep(0.1)
+    if value == "c":
+        ctypes.CDLL(None).sleep(30)  # uninterruptible: no bytecode runs until it returns
+    _note(f"done {value}")
+
+
+async def fates_async(msg: Message) -> None:
+    """``await60`` awaits 60 s; anything else is recorded as done."""
+    value = msg.value.decode()
+    _note(f"start {value} {msg.attempt} 0 {os.getpid()}")
+    if value == "await60":
+        await asyncio.sleep(60)
+    _note(f"done {value}")
