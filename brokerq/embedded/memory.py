@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from brokerq.broker import (
     Broker,
@@ -60,6 +60,7 @@ class MemoryBroker(Broker):
     section = "embedded"
     config_model = EmbeddedConf
     capabilities = Capabilities(delay=True, priority=True, counts_redeliveries=True)
+    in_process: ClassVar[bool] = True  # jobs live in this object: the CLI refuses it
 
     def __init__(self, config: EmbeddedConf | Mapping[str, Any] | None = None) -> None:
         if config is None:

@@ -51,3 +51,11 @@ async def fates_async(msg: Message) -> None:
     if value == "await60":
         await asyncio.sleep(60)
     _note(f"done {value}")
+
+
+def three(a, b, c):  # type: ignore[no-untyped-def]
+    """Not a handler: it needs three arguments."""
+
+
+class NotMiddleware:
+    """A class that is not a brokerq Middleware."""
