@@ -6,8 +6,9 @@ and an owner token; settling (ack = delete, retry, dead, release) only touches a
 owner is still us. While a handler runs, a heartbeat thread in the source renews the leases
 it holds every third of ``visibility_timeout``, so only a job whose worker died (kill -9,
 power cut) becomes claimable again, after the lease runs out, and that run counts as an
-attempt. The heartbeat never renews a lease past the delivery's ``deadline`` (its time
-limit plus grace, brokerq.timelimit): a handler stuck past it loses its job to other workers.
+attempt. The heartbeat stops renewing a lease once the delivery's ``deadline`` (its time
+limit plus grace, brokerq.timelimit) has passed: a handler stuck past it loses its job to
+other workers within ``visibility_timeout``.
 
 Jobs run lowest ``priority`` first (beanstalkd's rule, 0..2**32-1; the section's ``priority``
 when a push gives none), then in due-time order; a job keeps its priority through retries,
@@ -451,22 +452,22 @@ class SqliteSource(Source):
             self._heartbeat.start()
 
     def _beat(self) -> None:
-        """Every third of the lease, push the lease of every held job forward, never past
-        its delivery's deadline (a job past it is no longer renewed)."""
+        """Every third of the lease, push the lease of every held job forward, but never
+        once its delivery's deadline has passed: from then on the lease runs out within
+        ``visibility_timeout`` and the job goes to another worker, unless this process's
+        Worker settles it first (it fails a job it abandons at the deadline)."""
         while not self._stop.wait(self._lease / 3):
             now = time.time()
+            until = now + self._lease
             renew: list[tuple[float, str, str]] = []
             expired: list[str] = []
             with self._held_lock:
                 for job_id, (owner, delivery) in list(self._held.items()):
-                    until = now + self._lease
-                    if delivery.deadline is not None:
-                        if not delivery.renewable(now):
-                            del self._held[job_id]
-                            expired.append(job_id)
-                            continue
-                        until = min(until, delivery.deadline)
-                    renew.append((until, job_id, owner))
+                    if not delivery.renewable(now):
+                        del self._held[job_id]
+                        expired.append(job_id)
+                    else:
+                        renew.append((until, job_id, owner))
             for job_id in expired:
                 logger.warning(
                     "sqlite %s: job %s is past its time limit and grace; its lease is no "

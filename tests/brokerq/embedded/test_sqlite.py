@@ -96,9 +96,9 @@ def test_lease_is_never_renewed_past_the_delivery_deadline(tmp_path: Path) -> No
     delivery.deadline = time.time() + 1.0  # what the Worker sets: limit + grace
     other = broker.source()
     assert other.receive(0.6) is None  # renewed until the deadline
-    again = other.receive(10)
+    again = other.receive(10)  # without the deadline: renewed forever
     assert again is not None and again.message.id == delivery.message.id
-    assert time.time() >= delivery.deadline
+    assert time.time() >= delivery.deadline  # never before it
     assert again.message.attempt == 2
     other.ack(again)
     broker.close()
