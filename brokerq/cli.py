@@ -37,7 +37,7 @@ from brokerq import cli_io, registry
 from brokerq import config as config_mod
 from brokerq.broker import Broker
 from brokerq.errors import BrokerError, BrokerqError, ConfigError, NotSupported
-from brokerq.handler import Handler, import_object
+from brokerq.handler import import_object
 from brokerq.middleware import LoggingMiddleware, Middleware
 from brokerq.worker import Worker
 
@@ -206,13 +206,13 @@ def run(config: str, log_level: str | None) -> None:
     """
     cfg = load_config(config)
     _setup_logging((log_level or cfg.log_level).upper())
-    handler = Handler(cfg.handler)
+    handler = cfg.build_handler()
     middleware = _middleware(cfg.middleware)
     with cfg.build_broker() as broker:
         broker.check()
         worker = Worker(broker.source, middleware=middleware, **cfg.worker_options(broker))
         _install_signals(worker)
-        logger.info("%s: consuming from %s with %s", cfg.name, cfg.broker_name, cfg.handler)
+        logger.info("%s: consuming from %s with %s", cfg.name, cfg.broker_name, handler.name)
         worker.consume(handler)
 
 
@@ -234,11 +234,11 @@ def _install_signals(worker: Worker) -> None:
 def check(config: str) -> None:
     """Validate CONFIG, import its handler and reach its broker; exit non-zero with the reason."""
     cfg = load_config(config)
-    Handler(cfg.handler)
+    handler = cfg.build_handler()
     _middleware(cfg.middleware)
     with cfg.build_broker() as broker:
         broker.check()
-    click.echo(f"ok: {config}: {cfg.broker_name} broker reachable, handler {cfg.handler} imported")
+    click.echo(f"ok: {config}: {cfg.broker_name} broker reachable, handler {handler.name} imported")
 
 
 @main.command(epilog=VALUE_HELP)

@@ -122,7 +122,7 @@ def _annotation(fn: Callable[..., Any], param: inspect.Parameter, name: str) -> 
 
 
 def _decoder(fn: Callable[..., Any], name: str | None = None) -> Callable[[Message], Any]:
-    name = name or str(getattr(fn, "__qualname__", repr(fn)))
+    name = name or _describe(fn)
     param = _payload_parameter(fn, name)
     if param.kind is inspect.Parameter.VAR_POSITIONAL:
         return lambda m: m
@@ -168,6 +168,15 @@ def _decoder(fn: Callable[..., Any], name: str | None = None) -> Callable[[Messa
     return as_type
 
 
+def _describe(fn: Callable[..., Any]) -> str:
+    """``module:qualname`` of a function (what a config's ``handler:`` names), else its repr."""
+    qualname = getattr(fn, "__qualname__", None)
+    module = getattr(fn, "__module__", None)
+    if qualname is None:
+        return repr(fn)
+    return f"{module}:{qualname}" if module else str(qualname)
+
+
 def _type_name(ann: Any) -> str:
     if inspect.isclass(ann) and not typing.get_args(ann):
         return ann.__name__
@@ -199,7 +208,7 @@ class Handler:
         cannot be called with one message (see the module doc)."""
         self.fn = import_handler(fn) if isinstance(fn, str) else fn
         self.name = getattr(self.fn, "__qualname__", repr(self.fn))
-        self._decode = _decoder(self.fn, fn if isinstance(fn, str) else self.name)
+        self._decode = _decoder(self.fn, fn if isinstance(fn, str) else None)
         self.is_async = inspect.iscoroutinefunction(self.fn) or inspect.iscoroutinefunction(
             getattr(self.fn, "__call__", None)  # noqa: B004 - async callable objects
         )
