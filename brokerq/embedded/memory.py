@@ -162,8 +162,12 @@ class MemoryBroker(Broker):
             if self._closed:
                 raise BrokerError("memory broker is closed")
             self._outstanding += len(jobs)
+        now = [job for job, due in jobs if due is None]
+        if now:
+            self._dispatch.put_many(now)  # one lock acquisition for a batch
         for job, due in jobs:
-            self._dispatch.put(job, due)
+            if due is not None:
+                self._dispatch.put(job, due)
 
     def _finished(self, n: int = 1) -> None:
         """``n`` jobs left for good (acked, dead-lettered, revoked); lock held."""
