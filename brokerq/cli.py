@@ -365,10 +365,9 @@ def dead(
         return
     for d in shown:
         text = d.message.value.decode(errors="replace")
-        click.echo(
-            f"{d.ref or d.message.id}\tid={d.message.id}\tattempt={d.message.attempt}"
-            f"\t{d.error}\t{text[:80]}"
-        )
+        ref = d.ref or d.message.id
+        ident = "" if ref == d.message.id else f"\tid={d.message.id}"
+        click.echo(f"{ref}{ident}\tattempt={d.message.attempt}\t{d.error}\t{text[:80]}")
     if len(letters) <= limit:
         click.echo(f"{len(shown)} dead letter(s)")
     elif total is not None:

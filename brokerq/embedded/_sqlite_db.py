@@ -75,8 +75,13 @@ _CLAIMABLE = (
     " AND (lease_until IS NULL OR lease_until <= :now)"
 )
 PROBE = f"SELECT 1 FROM jobs WHERE {_CLAIMABLE} LIMIT 1"
-# Lowest priority first (beanstalkd's rule), then the earliest due, then push order.
-NEXT = f"SELECT id FROM jobs WHERE {_CLAIMABLE} ORDER BY priority, not_before, id LIMIT 1"
+# Lowest priority first (beanstalkd's rule), then the earliest due, then push order. The
+# index walk stops at the first claimable row; left to itself the planner range-scans every
+# due row and sorts them (25 ms instead of 0.03 ms per claim with 20k jobs due).
+NEXT = (
+    f"SELECT id FROM jobs INDEXED BY jobs_next WHERE {_CLAIMABLE}"
+    " ORDER BY priority, not_before, id LIMIT 1"
+)
 # An expired lease means the previous delivery was never settled (its worker died): that
 # run counts as an attempt. release() clears the lease, so a released job keeps its attempt.
 CLAIM = (

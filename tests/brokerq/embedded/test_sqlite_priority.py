@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from brokerq.embedded import SqliteBroker
+from brokerq.embedded import SqliteBroker, _sqlite_db
 from brokerq.errors import ConfigError
 from brokerq.message import Message
 from brokerq.outcome import Failure
@@ -123,3 +123,15 @@ def test_dead_letters_keep_type_and_traceback(sqlite_broker: SqliteBroker) -> No
     assert len(sqlite_broker.dead_letters(limit=1)) == 1
     assert sqlite_broker.purge_dead([second.ref]) == 1
     assert [d.ref for d in sqlite_broker.dead_letters()] == [first.ref]
+
+
+def test_the_claim_walks_the_priority_index_without_sorting(sqlite_broker: SqliteBroker) -> None:
+    """A sort of every due row per claim made claims O(backlog): the plan must not sort."""
+    sqlite_broker.check()
+    with sqlite_broker._admin.use("plan") as conn:
+        plan = [
+            r[-1]
+            for r in conn.execute("EXPLAIN QUERY PLAN " + _sqlite_db.NEXT, {"queue": "q", "now": 0})
+        ]
+    assert any("jobs_next" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
