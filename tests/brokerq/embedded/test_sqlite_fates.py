@@ -144,6 +144,13 @@ def test_hanging_looping_and_exiting_handlers_fail_their_job_and_keep_the_thread
     assert proc.poll() is None, "the worker process died"
     assert {s[4] for s in run.lines() if s[0] == "start"} == {str(proc.pid)}
     assert run.stop(proc) == 0, run.stderr()
+    # one log line per outcome, with the error type (issue 11 #14); the traceback goes with
+    # the final failure
+    err = run.stderr()
+    assert err.count("failed on attempt 1, will retry: SystemExit: 1") == 1, err
+    assert err.count("dead after attempt 2: SystemExit: 1") == 1, err
+    assert err.count("will retry: TimeLimitExceeded") == 2, err
+    assert "in fates" in err and "sys.exit(1)" in err  # the traceback
 
 
 def test_an_async_handler_awaiting_60s_is_cancelled_at_its_limit(run: Run) -> None:
