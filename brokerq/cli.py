@@ -39,6 +39,7 @@ from brokerq.broker import Broker
 from brokerq.errors import BrokerError, BrokerqError, ConfigError, NotSupported
 from brokerq.handler import import_object
 from brokerq.middleware import LoggingMiddleware, Middleware
+from brokerq.supervisor import Supervisor
 from brokerq.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -197,15 +198,30 @@ def main() -> None:
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
     help="Override the config's log_level.",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes under one supervisor (overrides the config's processes:).",
+)
 @errors_to_exit
-def run(config: str, log_level: str | None) -> None:
+def run(config: str, log_level: str | None, processes: int | None) -> None:
     """Run the consumer process described by CONFIG until SIGTERM/SIGINT.
 
     The first signal stops fetching and waits up to shutdown_timeout for running handlers;
     a second signal exits at once (unfinished messages are not acked and come back).
+    With processes > 1 a supervisor runs that many worker processes and restarts any that dies.
     """
     cfg = load_config(config)
     _setup_logging((log_level or cfg.log_level).upper())
+    count = processes or cfg.processes
+    if count > 1:
+        cfg.build_handler()  # a missing handler fails here, once, not in every child
+        _middleware(cfg.middleware)
+        args = ["run", config, "--processes", "1"] + (
+            ["--log-level", log_level] if log_level else []
+        )
+        sys.exit(Supervisor(args, count, cfg.shutdown_timeout).run())
     handler = cfg.build_handler()
     middleware = _middleware(cfg.middleware)
     with cfg.build_broker() as broker:
