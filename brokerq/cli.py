@@ -327,7 +327,10 @@ def revoke(config: str, job_id: str) -> None:
     with opened(config) as (_, broker), broker.delay_producer() as producer:
         found = producer.revoke(job_id)
     if not found:
-        raise NotFound(f"job {job_id!r} not found (already run, revoked, or never existed)")
+        raise NotFound(
+            f"job {job_id!r} not found among waiting jobs (running or run already, revoked, "
+            "or never existed)"
+        )
     click.echo("revoked")
 
 
