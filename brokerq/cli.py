@@ -19,96 +19,60 @@ anything. The memory broker is refused: it lives inside one process.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from brokerq import cli_io, registry
-from brokerq import config as config_mod
+from brokerq import cli_io
 from brokerq.broker import Broker
-from brokerq.errors import BrokerError, BrokerqError, ConfigError, NotSupported
+from brokerq.cli_common import (
+    EXIT_BROKER,
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNSUPPORTED,
+    EXIT_USAGE,
+    NotFound,
+    config_arg,
+    errors_to_exit,
+    fail,
+    load_config,
+    opened,
+)
+from brokerq.errors import ConfigError, NotSupported
 from brokerq.handler import import_object
 from brokerq.middleware import LoggingMiddleware, Middleware
 from brokerq.supervisor import Supervisor
 from brokerq.worker import Worker
 
+# The shared helpers stay importable from here for command modules written against them.
+__all__ = [
+    "EXIT_BROKER",
+    "EXIT_CONFIG",
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_UNSUPPORTED",
+    "EXIT_USAGE",
+    "NotFound",
+    "config_arg",
+    "errors_to_exit",
+    "load_config",
+    "main",
+    "opened",
+]
+
 logger = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_FAILURE = 1  # unexpected error
-EXIT_USAGE = 2  # bad command line (click)
-EXIT_CONFIG = 3  # invalid config, handler or input value
-EXIT_BROKER = 4  # broker unreachable or refused the operation
-EXIT_UNSUPPORTED = 5  # the broker cannot do this
-EXIT_NOT_FOUND = 6  # revoke / dead --ref: no such job or dead letter
-EXIT_INTERRUPTED = 130  # second signal: exit at once
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail(code: int, message: str) -> None:
-    click.echo(f"brokerq: error: {message}", err=True)
-    sys.exit(code)
-
-
-def errors_to_exit(fn: F) -> F:
-    """Turn brokerq errors into one line on stderr and a named exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ConfigError as e:
-            _fail(EXIT_CONFIG, str(e).replace("\n", "; "))
-        except NotFound as e:
-            _fail(EXIT_NOT_FOUND, str(e))
-        except NotSupported as e:
-            _fail(EXIT_UNSUPPORTED, str(e))
-        except BrokerError as e:
-            _fail(EXIT_BROKER, str(e))
-        except BrokerqError as e:
-            _fail(EXIT_FAILURE, str(e))
-        except ValueError as e:
-            _fail(EXIT_CONFIG, str(e))
-
-    return wrapper  # type: ignore[return-value]
-
-
-class NotFound(BrokerqError):
-    """What a command was asked to act on does not exist (exit EXIT_NOT_FOUND)."""
-
-
-def load_config(path: str) -> config_mod.WorkerConfig:
-    """The config at ``path``; ConfigError when its broker lives inside one process (a
-    command's pushes would vanish when it exits)."""
-    cfg = config_mod.load(path)
-    cls = registry.broker_class(cfg.broker_name)
-    if getattr(cls, "in_process", False):
-        raise ConfigError(
-            f"{path}: the {cfg.broker_name} broker keeps its jobs inside one process, so "
-            "brokerq commands cannot reach it (what they push would vanish when they exit); "
-            "use it from Python (tests, one program), or a broker with storage such as "
-            "embedded backend: sqlite"
-        )
-    return cfg
-
-
-@contextmanager
-def opened(path: str) -> Iterator[tuple[config_mod.WorkerConfig, Broker]]:
-    cfg = load_config(path)
-    with cfg.build_broker() as broker:
-        yield cfg, broker
-
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -137,10 +101,6 @@ def _middleware(specs: list[str]) -> list[Middleware]:
     return out
 
 
-# A plain string: config.load reports a missing file or a directory as one line (exit 3).
-config_arg = click.argument("config")
-
-
 value_arg = click.argument("value", metavar="VALUE")
 VALUE_HELP = "VALUE is the message itself, - to read it from stdin, or @FILE to read a file."
 
@@ -165,9 +125,9 @@ class _OneLineErrors(click.Group):
             sys.exit(e.exit_code)
         except click.UsageError as e:
             where = e.ctx.command_path if e.ctx is not None else "brokerq"
-            _fail(EXIT_USAGE, f"{e.format_message()} (see {where} --help)")
+            fail(EXIT_USAGE, f"{e.format_message()} (see {where} --help)")
         except click.ClickException as e:
-            _fail(e.exit_code, e.format_message())
+            fail(e.exit_code, e.format_message())
         except click.Abort:
             sys.exit(EXIT_INTERRUPTED)
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)

@@ -12,16 +12,28 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from brokerq.broker import Delivery, Source
 from brokerq.embedded import _sqlite_db as sql
+from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError, ConnectionFailed
 from brokerq.message import Message
 from brokerq.outcome import Failure
 
-if TYPE_CHECKING:
-    from brokerq.embedded.sqlite import SqliteBroker
+
+class _Broker(Protocol):
+    """What a source needs of its SqliteBroker (no import of it: no cycle)."""
+
+    path: str
+    queue: str
+    config: EmbeddedConf
+    _generation: int
+
+    def _notify(self) -> None: ...
+
+    def _wait(self, generation: int, timeout: float) -> None: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +62,7 @@ def _message(row: tuple[Any, ...]) -> Message:
 class SqliteSource(Source):
     """Claims jobs with a lease and keeps the leases of its in-flight jobs alive."""
 
-    def __init__(self, broker: SqliteBroker) -> None:
+    def __init__(self, broker: _Broker) -> None:
         self._broker = broker
         self._db = sql.Db(broker.path, "normal")
         self._lease = broker.config.visibility_timeout
