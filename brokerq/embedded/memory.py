@@ -230,7 +230,7 @@ class MemoryProducer(Producer):
 
 
 class MemoryDelayProducer(DelayProducer):
-    """Schedules jobs in a ``MemoryBroker``."""
+    """Schedules jobs in a ``MemoryBroker``; no limit on how far ahead (``max_delay`` None)."""
 
     def __init__(self, broker: MemoryBroker) -> None:
         self._broker = broker

@@ -268,7 +268,11 @@ class SqliteProducer(_Writer, Producer):
 
 
 class SqliteDelayProducer(_Writer, DelayProducer):
-    """Schedules jobs by their ``not_before`` time; ``revoke`` deletes one not yet running."""
+    """Schedules jobs by their ``not_before`` time; ``revoke`` deletes one not yet running.
+
+    No limit on how far ahead (``max_delay`` None): the due time is a REAL column, so any
+    time a float holds is kept exactly as given (the CLI refuses times after the year 9999).
+    """
 
     def schedule(
         self,
