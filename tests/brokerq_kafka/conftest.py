@@ -7,27 +7,10 @@ from typing import Any
 
 import pytest
 
+from brokerq.testing.servers import create_topic, delete_topics
 from brokerq_kafka import KafkaBroker, KqConf
 
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
-
-
-def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    fs = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-    fs[name].result(timeout=30)
-
-
-def delete_topic(bootstrap: str, name: str) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    try:
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        admin.delete_topics([name], operation_timeout=10)[name].result(timeout=30)
-    except Exception:
-        pass
 
 
 @pytest.fixture
@@ -49,7 +32,7 @@ def make_conf(kafka_bootstrap: str, kafka_topic: str, unique_name: str) -> Itera
         return KqConf(**values)
 
     yield make
-    delete_topic(kafka_bootstrap, dlq)
+    delete_topics(kafka_bootstrap, [dlq])
 
 
 @pytest.fixture
