@@ -13,7 +13,12 @@ from brokerq import Message
 
 
 def record(msg: Message) -> None:
-    """Append the value to $BQ_RECORD, after sleeping $BQ_SLEEP seconds."""
+    """Append the value to $BQ_RECORD, after sleeping $BQ_SLEEP seconds; first append it to
+    $BQ_STARTED when that is set (tests wait for it instead of polling stats)."""
+    started = os.environ.get("BQ_STARTED")
+    if started:
+        with open(started, "a") as f:
+            f.write(msg.value.decode() + "\n")
     time.sleep(float(os.environ.get("BQ_SLEEP", "0")))
     if os.environ.get("BQ_FAIL"):
         raise RuntimeError("told to fail")

@@ -90,15 +90,19 @@ def test_push_run_then_graceful_sigterm(config: Path, env: dict[str, str]) -> No
 
 
 def test_sigterm_waits_for_in_flight_then_second_signal_exits_at_once(
-    config: Path, env: dict[str, str]
+    config: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
+    started = tmp_path / "started.txt"
+    env["BQ_STARTED"] = str(started)
+
+    def running(value: str) -> bool:  # the handler writes this before it sleeps
+        return started.exists() and value in started.read_text().split()
+
     bq("push", str(config), "slow", env=env)
-    env["BQ_SLEEP"] = "4"  # long enough for a loaded machine to see it in flight
+    env["BQ_SLEEP"] = "4"
     worker = start_worker(config, env)
     try:
-        assert wait_for(
-            lambda: '"in_flight": 1' in bq("stats", str(config), "--json", env=env).stdout, 30
-        )
+        assert wait_for(lambda: running("slow"), 60)
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=30)
         assert worker.returncode == 0, err
@@ -107,15 +111,13 @@ def test_sigterm_waits_for_in_flight_then_second_signal_exits_at_once(
         bq("push", str(config), "cut", env=env)
         env["BQ_SLEEP"] = "30"
         worker = start_worker(config, env)
-        assert wait_for(
-            lambda: '"in_flight": 1' in bq("stats", str(config), "--json", env=env).stdout, 30
-        )
+        assert wait_for(lambda: running("cut"), 60)
         worker.send_signal(signal.SIGTERM)
         time.sleep(0.3)
-        started = time.monotonic()
+        started_at = time.monotonic()
         worker.send_signal(signal.SIGTERM)
         worker.communicate(timeout=10)
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started_at < 5
         assert worker.returncode == 130
     finally:
         if worker.poll() is None:
