@@ -22,6 +22,9 @@ TOPIC = "brokerq-topic"
 PARTITION = "brokerq-partition"
 OFFSET = "brokerq-offset"
 FAILED_AT = "brokerq-failed-at"
+TRANSPORT = frozenset({ID, ATTEMPT, ERROR, TOPIC, PARTITION, OFFSET, FAILED_AT})
+"""Headers the kq transport keeps for itself; other ``brokerq-`` headers (brokerq.headers:
+type, time limit, schedule, fire time) reach the handler in ``Message.headers``."""
 
 
 class IdSource:
@@ -62,7 +65,7 @@ def decode(record: Any, id_prefix: str | None = None) -> Message:
     if raw:
         for name, value in raw:
             text = value.decode() if value is not None else ""
-            if name.startswith(PREFIX):
+            if name in TRANSPORT:
                 if name == ID:
                     msg_id = text
                 elif name == ATTEMPT:

@@ -37,7 +37,7 @@ from brokerq_kafka.tracker import PartitionTracker
 logger = logging.getLogger(__name__)
 
 TP = tuple[str, int]
-_PREFIX, _ID, _ATTEMPT = _wire.PREFIX, _wire.ID, _wire.ATTEMPT
+_ID, _ATTEMPT, _TRANSPORT = _wire.ID, _wire.ATTEMPT, _wire.TRANSPORT
 _make_message = build_message
 
 
@@ -321,7 +321,7 @@ class KafkaSource(Source):
             try:
                 for name, data in raw:
                     text = data.decode() if data is not None else ""
-                    if name.startswith(_PREFIX):
+                    if name in _TRANSPORT:
                         if name == _ID:
                             msg_id = text
                         elif name == _ATTEMPT:

@@ -31,15 +31,18 @@ from brokerq.broker import (
     Delivery,
     Producer,
     Source,
+    WorkerInfo,
     refuse_options,
 )
 from brokerq.dispatch import Dispatcher
+from brokerq.embedded._workers import LiveWorkers
 from brokerq.embedded.config import EmbeddedConf, check_priority
 from brokerq.errors import BrokerError
 from brokerq.headers import with_options
 from brokerq.message import Message, to_bytes
 from brokerq.outcome import Failure
 from brokerq.ratelimit import LocalRateLimiter
+from brokerq.schedule.store import FireStore
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ class MemoryBroker(Broker):
         self._outstanding = 0  # jobs not yet acked, dead-lettered or revoked
         self._tokens = itertools.count(1)
         self._closed = False
+        self._live = LiveWorkers()
 
     # -- building blocks ---------------------------------------------------------------------
     def producer(self) -> MemoryProducer:
@@ -89,6 +93,13 @@ class MemoryBroker(Broker):
 
     def source(self, prefetch: int | None = None) -> MemorySource:
         return MemorySource(self)
+
+    def fire_store(self, namespace: str) -> FireStore:
+        """Schedule fire records in this broker (brokerq.embedded.fires)."""
+        from brokerq.embedded.fires import MemoryFireRecords, MemoryFireStore
+
+        records = self.__dict__.setdefault("_fire_records", MemoryFireRecords())
+        return MemoryFireStore(namespace, records, self._enqueue_messages)
 
     def rate_limiter(self) -> LocalRateLimiter:
         """Counts in this process: every worker of a memory broker lives in it."""
@@ -108,6 +119,14 @@ class MemoryBroker(Broker):
             self._closed = True
             self._lock.notify_all()
         self._dispatch.close()
+
+    # -- live workers (brokerq.heartbeat) ---------------------------------------------------
+    def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """Keep ``info`` for ``ttl`` seconds (in this process only, like every memory job)."""
+        self._live.beat(info, ttl)
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._live.live()
 
     # -- inspection --------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
@@ -168,6 +187,14 @@ class MemoryBroker(Broker):
         for job, due in jobs:
             if due is not None:
                 self._dispatch.put(job, due)
+
+    def _enqueue_messages(
+        self, messages: Iterable[tuple[Message, float]], priority: int | None = None
+    ) -> None:
+        """Queue ``(message, due)`` pairs at ``priority`` (None: the section's; schedule
+        fires)."""
+        prio = check_priority(priority, self.config.priority)
+        self._enqueue([(_Job(m, prio), due) for m, due in messages])
 
     def _finished(self, n: int = 1) -> None:
         """``n`` jobs left for good (acked, dead-lettered, revoked); lock held."""

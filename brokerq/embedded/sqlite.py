@@ -40,15 +40,18 @@ from brokerq.broker import (
     DeadLetter,
     DelayProducer,
     Producer,
+    WorkerInfo,
     refuse_options,
 )
 from brokerq.embedded import _sqlite_db as sql
+from brokerq.embedded import _workers
 from brokerq.embedded._sqlite_source import SqliteSource, _message
 from brokerq.embedded.config import EmbeddedConf, check_priority
 from brokerq.errors import ConfigError, ConnectionFailed, DeliveryError
 from brokerq.headers import with_options
 from brokerq.message import new_id, to_bytes
 from brokerq.outcome import Failure
+from brokerq.schedule.store import FireStore
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +106,15 @@ class SqliteBroker(Broker):
     def source(self, prefetch: int | None = None) -> SqliteSource:
         return self._child(SqliteSource(self))
 
+    def fire_store(self, namespace: str) -> FireStore:
+        """Schedule fire records in this broker (brokerq.embedded.fires)."""
+        from brokerq.embedded.fires import SqliteFireStore
+
+        conf = self.config
+        return SqliteFireStore(
+            conf.path, conf.synchronous, conf.queue, namespace, self._notify, conf.priority
+        )
+
     def _child(self, child: _C) -> _C:
         self._children.add(child)
         return child
@@ -119,6 +131,17 @@ class SqliteBroker(Broker):
         self._admin.close()
         self._reader.close()
         self._notify()
+
+    # -- live workers (brokerq.heartbeat) ---------------------------------------------------
+    def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """Upsert this worker's row in the ``workers`` table, live for ``ttl`` seconds."""
+        with self._admin.use("heartbeat") as conn:
+            _workers.sqlite_beat(conn, self.queue, info, ttl)
+
+    def workers(self) -> list[WorkerInfo]:
+        """Workers of this queue whose heartbeat row has not expired."""
+        with self._admin.use("workers") as conn:
+            return _workers.sqlite_live(conn, self.queue)
 
     # -- wakeups inside one process ----------------------------------------------------------
     def _notify(self) -> None:
