@@ -52,6 +52,7 @@ from brokerq.errors import ConfigError, NotSupported
 from brokerq.handler import import_object
 from brokerq.heartbeat import Heartbeat, queue_of
 from brokerq.middleware import LoggingMiddleware, Metrics, Middleware
+from brokerq.secrets import MaskingFilter
 from brokerq.supervisor import Supervisor
 from brokerq.web.command import web as web_command
 from brokerq.worker import Worker
@@ -85,6 +86,8 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:  # secrets never reach a log line
+        handler.addFilter(MaskingFilter())
 
 
 def _middleware(specs: list[str]) -> list[Middleware]:

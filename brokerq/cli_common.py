@@ -17,6 +17,7 @@ from brokerq import config as config_mod
 from brokerq import registry
 from brokerq.broker import Broker
 from brokerq.errors import BrokerError, BrokerqError, ConfigError, NotSupported
+from brokerq.secrets import mask
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # unexpected error
@@ -32,7 +33,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def fail(code: int, message: str) -> None:
     """Print ``brokerq: error: message`` on stderr and exit with ``code``."""
-    click.echo(f"brokerq: error: {message}", err=True)
+    click.echo(f"brokerq: error: {mask(message)}", err=True)
     sys.exit(code)
 
 
