@@ -48,9 +48,12 @@ from brokerq.cli_common import (
     load_config,
     opened,
 )
+from brokerq.duration import parse_duration
 from brokerq.errors import ConfigError, NotSupported
 from brokerq.handler import import_object
 from brokerq.heartbeat import Heartbeat, queue_of
+from brokerq.metrics.live import show as show_stats
+from brokerq.metrics.setup import exporter_for, serving
 from brokerq.middleware import LoggingMiddleware, Metrics, Middleware
 from brokerq.secrets import MaskingFilter
 from brokerq.supervisor import Supervisor
@@ -197,9 +200,12 @@ def run(config: str, log_level: str | None, processes: int | None, no_schedules:
     middleware = _middleware(cfg.middleware)
     with cfg.build_broker() as broker:
         broker.check()
+        exporter = exporter_for(cfg, broker)  # brokerq.metrics: a no-op without `metrics:`
         counts = Metrics()  # the heartbeat reports jobs handled (the dashboard's throughput)
         worker = Worker(
-            broker.source, middleware=[*middleware, counts], **cfg.worker_options(broker)
+            broker.source,
+            middleware=[*exporter.middleware, *middleware, counts],
+            **cfg.worker_options(broker),
         )
         _install_signals(worker)
         logger.info("%s: consuming from %s with %s", cfg.name, cfg.broker_name, handler.name)
@@ -212,7 +218,11 @@ def run(config: str, log_level: str | None, processes: int | None, no_schedules:
             processed=lambda: counts.processed + counts.failed,
         )
         # `brokerq web` lists live workers from the heartbeat (brokerq.heartbeat)
-        with cli_schedule.beside(cfg, broker, enabled=not no_schedules), beat:
+        with (
+            cli_schedule.beside(cfg, broker, enabled=not no_schedules),
+            beat,
+            serving(exporter, worker),
+        ):
             worker.consume(handler)
 
 
@@ -320,17 +330,27 @@ def revoke(config: str, job_id: str) -> None:
 
 @main.command()
 @config_arg
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (JSON lines with --watch).")
+@click.option("--watch", is_flag=True, help="Refresh with rates per second until Ctrl-C.")
+@click.option("--interval", default="1s", show_default=True, help="Refresh period for --watch.")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N refreshes.")
 @errors_to_exit
-def stats(config: str, as_json: bool) -> None:
-    """Counts for the configured queue: pending, delayed, in flight, dead (read-only)."""
-    with opened(config) as (_, broker):
-        counts = broker.stats()
-    if as_json:
-        click.echo(json.dumps(counts, sort_keys=True))
-    else:
-        for name, value in counts.items():
-            click.echo(f"{name:<12} {value}")
+def stats(config: str, as_json: bool, watch: bool, interval: str, count: int | None) -> None:
+    """Counts for the configured queue: pending, delayed, in flight, dead (read-only).
+
+    --watch draws a live table on a terminal (plain lines otherwise) and, when CONFIG has a
+    metrics: section, the running worker's processed counts by outcome (brokerq.metrics.live).
+    """
+    with opened(config) as (cfg, broker):
+        show_stats(
+            broker.stats,
+            metrics=cfg.metrics,
+            title=f"{cfg.name} ({cfg.broker_name})",
+            as_json=as_json,
+            watch=watch,
+            interval=parse_duration(interval),
+            count=count,
+        )
 
 
 @main.command()
