@@ -61,3 +61,10 @@ def test_embedded_quickstart_meets_configs_demo_yaml(
     assert worker.returncode == 0, err
     assert "reminder for bob: urgent" in err and "reminder for ann: hi" in err
     assert counts() == {"pending": 0, "delayed": 1, "in_flight": 0, "dead": 0}
+
+
+def test_testing_your_handlers_snippet_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    exec(compile(python_block("### Testing your handlers"), "README.md", "exec"), {})
