@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from brokerq_kafka import KafkaBroker, KqConf
+from brokerq_kafka.config import DEFAULT_RETRY_TIERS
 
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
@@ -50,6 +51,8 @@ def make_conf(kafka_bootstrap: str, kafka_topic: str, unique_name: str) -> Itera
 
     yield make
     delete_topic(kafka_bootstrap, dlq)
+    for tier in DEFAULT_RETRY_TIERS:  # made by the sources
+        delete_topic(kafka_bootstrap, f"{kafka_topic}.retry.{tier:g}")
 
 
 @pytest.fixture
