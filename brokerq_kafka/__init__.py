@@ -7,9 +7,10 @@ topic; a durable, non-blocking Pusher whose failures are never silent. ``Queue``
 
 import logging as _logging
 
+from brokerq_kafka.asyncpusher import AsyncPusher
 from brokerq_kafka.broker import KafkaBroker
 from brokerq_kafka.config import KqConf
-from brokerq_kafka.pusher import AsyncPusher, Pusher
+from brokerq_kafka.pusher import Pusher
 from brokerq_kafka.queue import Queue
 
 __all__ = ["AsyncPusher", "KafkaBroker", "KqConf", "Pusher", "Queue"]

@@ -7,9 +7,10 @@ come back with ``attempt + 1`` after its consumer was killed (SIGKILL, OOM, ``os
 - **Reservation.** Before a record is handed out, the commit metadata must say that offsets
   up to ``reserved`` may be in flight (``r=``). The poller reserves ``RESERVE_AHEAD`` offsets at
   a time, so this costs one commit per ``RESERVE_AHEAD`` records of a partition.
-- **Clean or not.** Every close and revoke commits with the ``c`` flag. A member that takes a
-  partition whose metadata lacks it knows the previous owner died, and that anything from
-  the committed offset up to ``r`` may have been running when it did.
+- **Clean or not.** Every close and revoke commits with the ``c`` flag (unless a dead owner's
+  careful window is still open: that is passed on). A member that takes a partition whose
+  metadata lacks it knows the previous owner died, and that anything from the committed
+  offset up to ``r`` may have been running when it did.
 - **Careful window.** Records in that window are handed out one at a time per partition, each
   after a synchronous commit that lists it as in flight with its crash count plus one
   (``k=offset:count``). If the member dies while running it, the next owner reads that
@@ -215,7 +216,11 @@ class OffsetBook:
             counts = {o: n for o, n in state.counts.items() if o >= pos}
             if not clean and state.careful_out is not None:
                 counts[state.careful_out] = state.counts.get(state.careful_out, 0) + 1
-            out.append((state, pos, encode_metadata(state.reserved, counts, clean)))
+            reserved, flag = state.reserved, clean
+            if state.careful_end is not None:  # a dead owner's window is still open:
+                flag = False  # pass it on, even on a clean handover
+                reserved = max(reserved or -1, state.careful_end)
+            out.append((state, pos, encode_metadata(reserved, counts, flag)))
         return out
 
     def crashes(self, state: PartitionState, offset: int) -> int:

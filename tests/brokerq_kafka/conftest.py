@@ -8,16 +8,18 @@ from typing import Any
 import pytest
 
 from brokerq_kafka import KafkaBroker, KqConf
-from brokerq_kafka.config import DEFAULT_RETRY_TIERS
 
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
 
-def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
+def create_topic(
+    bootstrap: str, name: str, partitions: int = 1, config: dict[str, str] | None = None
+) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    fs = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    topic = NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
+    fs = admin.create_topics([topic])
     fs[name].result(timeout=30)
 
 
@@ -27,6 +29,19 @@ def delete_topic(bootstrap: str, name: str) -> None:
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         admin.delete_topics([name], operation_timeout=10)[name].result(timeout=30)
+    except Exception:
+        pass
+
+
+def delete_topics_with_prefix(bootstrap: str, prefix: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+        if names:
+            for f in admin.delete_topics(names, operation_timeout=10).values():
+                f.result(timeout=30)
     except Exception:
         pass
 
@@ -51,8 +66,7 @@ def make_conf(kafka_bootstrap: str, kafka_topic: str, unique_name: str) -> Itera
 
     yield make
     delete_topic(kafka_bootstrap, dlq)
-    for tier in DEFAULT_RETRY_TIERS:  # made by the sources
-        delete_topic(kafka_bootstrap, f"{kafka_topic}.retry.{tier:g}")
+    delete_topics_with_prefix(kafka_bootstrap, f"{kafka_topic}.retry.")  # made by the sources
 
 
 @pytest.fixture
