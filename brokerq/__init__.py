@@ -9,12 +9,15 @@ import logging as _logging
 
 from brokerq.broker import (
     Broker,
+    Capabilities,
     Consumer,
     DeadLetter,
     DelayProducer,
     Delivery,
+    JobInfo,
     Producer,
     Source,
+    WorkerInfo,
 )
 from brokerq.config import WorkerConfig, load
 from brokerq.errors import (
@@ -25,13 +28,17 @@ from brokerq.errors import (
     DecodeError,
     DeliveryError,
     Drop,
+    DuplicateJob,
     MessageTooLarge,
     NotSupported,
     Retry,
+    TimeLimitExceeded,
+    WorkerCrashed,
 )
 from brokerq.handler import Handler
 from brokerq.message import Message, new_id
 from brokerq.middleware import LoggingMiddleware, Metrics, Middleware
+from brokerq.outcome import Failure, Outcome
 from brokerq.registry import broker_class
 from brokerq.retry import RetryPolicy
 from brokerq.worker import Worker
@@ -42,6 +49,7 @@ __all__ = [
     "Broker",
     "BrokerError",
     "BrokerqError",
+    "Capabilities",
     "ConfigError",
     "ConnectionFailed",
     "Consumer",
@@ -51,19 +59,26 @@ __all__ = [
     "Delivery",
     "DeliveryError",
     "Drop",
+    "DuplicateJob",
+    "Failure",
     "Handler",
+    "JobInfo",
     "LoggingMiddleware",
     "Message",
     "MessageTooLarge",
     "Metrics",
     "Middleware",
     "NotSupported",
+    "Outcome",
     "Producer",
     "Retry",
     "RetryPolicy",
     "Source",
+    "TimeLimitExceeded",
     "Worker",
     "WorkerConfig",
+    "WorkerCrashed",
+    "WorkerInfo",
     "__version__",
     "broker_class",
     "load",

@@ -22,6 +22,7 @@ from brokerq.errors import NotSupported
 from brokerq.message import Message
 from brokerq.middleware import Middleware, MiddlewareChain
 from brokerq.outcome import Failure
+from brokerq.ratelimit import RateLimiter
 from brokerq.timing import due_after, due_at
 from brokerq.tracing import default_middleware
 
@@ -354,6 +355,11 @@ class Broker(_Closable):
     def __init__(self, config: Any) -> None: ...
 
     @property
+    def queue_name(self) -> str:
+        """The queue, topic or tube this broker serves (labels, rate-limit and pause keys)."""
+        return str(getattr(self, "queue", "") or self.name)
+
+    @property
     def middleware(self) -> MiddlewareChain:
         """The middleware whose producer hooks this broker's producers run (tracing by
         default when OpenTelemetry is configured)."""
@@ -421,6 +427,10 @@ class Broker(_Closable):
     def is_paused(self) -> bool:
         """True while the queue is paused (False where pausing is not supported)."""
         return False
+
+    def rate_limiter(self) -> RateLimiter:
+        """The counter that rate limits share across every worker of this queue."""
+        raise NotSupported(f"the {self.name} broker cannot share rate limits between workers")
 
     # -- live workers ---------------------------------------------------------------------------
     def heartbeat(self, info: WorkerInfo, ttl: float) -> None:

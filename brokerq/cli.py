@@ -33,8 +33,9 @@ from brokerq import config as config_mod
 from brokerq.broker import Broker
 from brokerq.duration import parse_duration
 from brokerq.errors import BrokerError, BrokerqError, ConfigError, NotSupported
-from brokerq.handler import Handler, import_handler
+from brokerq.handler import import_handler
 from brokerq.middleware import LoggingMiddleware, Middleware
+from brokerq.supervisor import Supervisor
 from brokerq.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -135,23 +136,37 @@ def main() -> None:
 @main.command()
 @config_arg
 @click.option("--log-level", default=None, help="Override the config's log_level.")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes under one supervisor (overrides the config's processes:).",
+)
 @errors_to_exit
-def run(config: str, log_level: str | None) -> None:
+def run(config: str, log_level: str | None, processes: int | None) -> None:
     """Run the consumer process described by CONFIG until SIGTERM/SIGINT.
 
     The first signal stops fetching and waits up to shutdown_timeout for running handlers;
     a second signal exits at once (unfinished messages are not acked and come back).
+    With processes > 1 a supervisor runs that many worker processes and restarts any that dies.
     """
     cfg = config_mod.load(config)
     _setup_logging((log_level or cfg.log_level).upper())
-    handler = Handler(cfg.handler)
+    count = processes or cfg.processes
+    if count > 1:
+        cfg.build_handler()  # a missing handler fails here, once, not in every child
+        args = ["run", config, "--processes", "1"] + (
+            ["--log-level", log_level] if log_level else []
+        )
+        sys.exit(Supervisor(args, count, cfg.shutdown_timeout).run())
+    handler = cfg.build_handler()
     with cfg.build_broker() as broker:
         broker.check()
         worker = Worker(
             broker.source, middleware=_middleware(cfg.middleware), **cfg.worker_options(broker)
         )
         _install_signals(worker)
-        logger.info("%s: consuming from %s with %s", cfg.name, cfg.broker_name, cfg.handler)
+        logger.info("%s: consuming from %s with %s", cfg.name, cfg.broker_name, handler.name)
         worker.consume(handler)
 
 
@@ -173,11 +188,11 @@ def _install_signals(worker: Worker) -> None:
 def check(config: str) -> None:
     """Validate CONFIG, import its handler and reach its broker; exit non-zero with the reason."""
     cfg = config_mod.load(config)
-    Handler(cfg.handler)
+    handler = cfg.build_handler()
     _middleware(cfg.middleware)
     with cfg.build_broker() as broker:
         broker.check()
-    click.echo(f"ok: {config}: {cfg.broker_name} broker reachable, handler {cfg.handler} imported")
+    click.echo(f"ok: {config}: {cfg.broker_name} broker reachable, handler {handler.name} imported")
 
 
 @main.command()

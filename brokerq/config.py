@@ -22,13 +22,25 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
+from brokerq.batch import BatchConfig, BatchHandler, batch_item_type
 from brokerq.broker import Broker
 from brokerq.duration import Duration, parse_duration
 from brokerq.errors import ConfigError
+from brokerq.handler import Handler, import_handler
+from brokerq.ratelimit import RateLimitConfig, RateLimits
 from brokerq.registry import broker_class, sections
 from brokerq.retry import RetryPolicy
+from brokerq.routing import Router
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +66,12 @@ class WorkerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = "brokerq"
-    handler: str = Field(description="module:function that handles each message")
+    handler: str | None = Field(
+        default=None, description="module:function that handles each message (or untyped ones)"
+    )
+    handlers: dict[str, str] = Field(
+        default_factory=dict, description="job type -> module:function; '*' for any other type"
+    )
     concurrency: int | None = Field(default=None, ge=1, description="parallel handlers")
     prefetch: int | None = Field(
         default=None,
@@ -67,6 +84,31 @@ class WorkerConfig(BaseModel):
     shutdown_timeout: Duration = 30.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     middleware: list[str] = Field(default_factory=list, description="module:Class, in order")
+    rate_limit: RateLimitConfig | None = None
+    batch: BatchConfig | None = Field(
+        default=None, description="batch handlers: {max_size, max_wait}"
+    )
+    processes: int = Field(default=1, ge=1, le=64, description="worker processes (supervised)")
+
+    @model_validator(mode="after")
+    def _some_handler(self) -> WorkerConfig:
+        if self.handler is None and not self.handlers:
+            raise ValueError("a handler is required: set handler: or a handlers: map")
+        return self
+
+    def build_handler(self) -> Handler | Router | BatchHandler:
+        """The handler (a router by job type, or a batch handler) this config names; every
+        handler is imported now, so a missing one is a ConfigError at start-up, not a failure
+        per message."""
+        if self.handlers:
+            if self.batch is not None:
+                raise ConfigError("batch: works with one handler:, not with a handlers: map")
+            return Router(self.handlers, default=self.handler)
+        assert self.handler is not None
+        fn = import_handler(self.handler)
+        if self.batch is not None or batch_item_type(fn) is not None:
+            return BatchHandler(fn, self.batch)
+        return Handler(fn)
 
     _section: str = PrivateAttr(default="")
     _broker_name: str = PrivateAttr(default="")
@@ -108,6 +150,12 @@ class WorkerConfig(BaseModel):
         for key in ("concurrency", "prefetch", "retry"):
             if getattr(self, key) is not None:
                 options[key] = getattr(self, key)
+        if broker.capabilities.pause:
+            options["paused"] = broker.is_paused
+        if self.rate_limit is not None:
+            options["rate_limits"] = RateLimits(
+                broker.rate_limiter(), self.rate_limit, broker.queue_name
+            )
         return options
 
 
@@ -142,6 +190,11 @@ def loads(text: str, source: str = "<config>") -> WorkerConfig:
             f"{where}: exactly one broker section of "
             f"{', '.join([*sorted(set(known) - {'broker'}), 'broker'])} is required "
             f"(found: {', '.join(present) or 'none'})"
+        )
+    if data.get("handler") is None and not data.get("handlers"):
+        raise ConfigError(
+            f"{source}:{_line(lines, ('handler',))}: handler: required (module:function), "
+            "or a handlers: map of job type -> module:function"
         )
     section_key = present[0]
     section = data.pop(section_key)

@@ -75,7 +75,8 @@ class Dispatcher(Generic[T]):
                 self._cond.notify(n)
 
     def put_front(self, item: T, *, holds_key: bool = True) -> None:
-        """Hand ``item`` out before anything else (a delivery given back unprocessed)."""
+        """Hand ``item`` out before anything else of its priority (a delivery given back
+        unprocessed); ``holds_key``: it still holds its key lane."""
         with self._cond:
             self._front(item, holds_key)
 

@@ -11,6 +11,7 @@
     ├── DecodeError              a stored message or payload cannot be decoded / validated
     ├── TimeLimitExceeded        raised inside a handler that ran past its time limit
     ├── WorkerCrashed            a message redelivered past max_attempts: its handler kills workers
+    ├── BatchFailed              raised by a batch handler: only these items failed
     ├── Retry                    raised by a handler: retry after a given delay
     └── Drop                     raised by a handler: dead-letter now, do not retry
 
@@ -18,6 +19,8 @@ Backends translate driver errors at the boundary and chain them (``raise ... fro
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 
 class BrokerqError(Exception):
@@ -78,6 +81,16 @@ class TimeLimitExceeded(BrokerqError):
 class WorkerCrashed(BrokerqError):
     """Recorded for a message delivered more than ``max_attempts`` times without ever being
     settled: its handler kills the worker process (segfault, OOM, ``os._exit``)."""
+
+
+class BatchFailed(BrokerqError):
+    """Raise from a batch handler when only some items failed: ``failures`` maps each failed
+    item's index in the batch to its error (an exception, or text). The other items are done;
+    each failed one follows the retry policy on its own."""
+
+    def __init__(self, failures: Mapping[int, BaseException | str]) -> None:
+        super().__init__(f"{len(failures)} item(s) of the batch failed")
+        self.failures = dict(failures)
 
 
 class Retry(BrokerqError):

@@ -2,8 +2,9 @@
 
 A third-party backend registers itself the same way ours do, in its own pyproject:
 ``[project.entry-points."brokerq.brokers"] mybroker = "mypkg.broker:MyBroker"``. Its class
-declares the YAML ``section`` that selects it (ours: ``kq``, ``dq``, ``embedded``); any
-broker can also be picked by name with ``broker: {type: NAME, ...}``.
+declares the YAML ``section`` that selects it (ours: ``kq``, ``dq``, ``embedded``), and the
+``brokerq.sections`` group maps each section to its brokers (``mysection = "mybroker"``);
+any broker can also be picked by name with ``broker: {type: NAME, ...}``.
 """
 
 from __future__ import annotations
@@ -41,19 +42,26 @@ def broker_class(name: str) -> type[Broker]:
     return cls
 
 
+SECTIONS_GROUP = "brokerq.sections"
+
+
 @functools.lru_cache(maxsize=1)
 def sections() -> dict[str, tuple[str, ...]]:
-    """YAML section name -> names of the brokers that declare it, their default first.
+    """YAML section name -> names of the brokers it selects, the default first.
 
-    Brokers that cannot be imported (an extra not installed) are left out; ``broker`` (pick
-    by ``type``) is always there.
+    Read from the ``brokerq.sections`` entry points without importing any backend, so a
+    CLI call stays fast: ``kq = "pkg.mod:KafkaBroker"`` names a section's default broker,
+    ``"embedded.memory" = ...`` another broker of the ``embedded`` section; each class path
+    is matched to its name in the ``brokerq.brokers`` group. ``broker`` (pick any broker by
+    ``type``) is always there.
     """
-    found: dict[str, list[tuple[bool, str]]] = {"broker": []}
-    for name in available():
-        try:
-            cls = broker_class(name)
-        except ConfigError:
-            continue
-        if cls.section != "broker":
-            found.setdefault(cls.section, []).append((not cls.section_default, name))
-    return {s: tuple(n for _, n in sorted(v)) for s, v in found.items()}
+    names = {ep.value: ep.name for ep in entry_points(group=GROUP)}
+    found: dict[str, list[tuple[bool, str]]] = {}
+    for ep in entry_points(group=SECTIONS_GROUP):
+        section, dot, _ = ep.name.partition(".")
+        name = names.get(ep.value)
+        if name is not None and section != "broker":
+            found.setdefault(section, []).append((bool(dot), name))
+    out = {s: tuple(n for _, n in sorted(v)) for s, v in found.items()}
+    out["broker"] = ()
+    return out

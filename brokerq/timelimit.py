@@ -1,14 +1,14 @@
 """Time limits: a watchdog that interrupts handlers past their limit and replaces stuck ones.
 
-Each worker thread owns a ``Slot``. While its handler runs the slot records the delivery and
-its limit (the message's ``brokerq-time-limit`` header, else the worker's ``time_limit``).
+Each worker thread owns a ``Slot``. While its handler runs the slot records the deliveries
+it handles (one, or a batch) and its limit (the message's ``brokerq-time-limit`` header, else the worker's ``time_limit``).
 
 - At the limit, a **sync** handler gets ``TimeLimitExceeded`` raised in its thread
   (``PyThreadState_SetAsyncExc``: checked between bytecodes, as dramatiq's TimeLimit
   middleware does). An **async** handler is cancelled by its own ``asyncio.wait_for``
   (brokerq.handler), so the watchdog leaves it alone until the grace runs out.
 - At limit + ``grace`` a handler still running cannot be interrupted (blocked in C): the
-  watchdog calls ``on_abandon(slot)``; the Worker settles the delivery as failed with
+  watchdog calls ``on_abandon(slot, deliveries)``; the Worker settles them as failed with
   ``TimeLimitExceeded`` and starts a fresh thread, so ``concurrency`` stays N. The
   delivery's ``deadline`` is limit + grace, and sources never renew a lease or claim past it.
 
@@ -32,6 +32,11 @@ logger = logging.getLogger(__name__)
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+# The same C function, called with NULL to clear an exception that was set but not raised
+# (passing None through py_object would set Py_None as the exception instead).
+_clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
+    ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
+)
 
 
 class Slot:
@@ -39,7 +44,7 @@ class Slot:
 
     __slots__ = (
         "abandoned",
-        "delivery",
+        "deliveries",
         "interrupted",
         "is_async",
         "limit",
@@ -51,7 +56,7 @@ class Slot:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.thread_id = 0
-        self.delivery: Delivery[Any] | None = None
+        self.deliveries: list[Delivery[Any]] = []
         self.started = 0.0  # monotonic
         self.limit: float | None = None
         self.is_async = False
@@ -59,18 +64,24 @@ class Slot:
         self.abandoned = False
 
     def enter(
-        self, delivery: Delivery[Any], limit: float | None, grace: float, is_async: bool
+        self,
+        deliveries: list[Delivery[Any]],
+        limit: float | None,
+        grace: float,
+        is_async: bool,
     ) -> None:
-        """The handler is about to run ``delivery`` (called on the slot's own thread)."""
+        """The handler is about to run ``deliveries`` (called on the slot's own thread)."""
         with self.lock:
             self.thread_id = threading.get_ident()
-            self.delivery = delivery
+            self.deliveries = deliveries
             self.started = time.monotonic()
             self.limit = limit
             self.is_async = is_async
             self.interrupted = False
             if limit is not None:
-                delivery.deadline = time.time() + limit + grace
+                deadline = time.time() + limit + grace
+                for delivery in deliveries:
+                    delivery.deadline = deadline
 
     def leave(self) -> bool:
         """The handler returned or raised; True when its time limit was hit meanwhile.
@@ -81,8 +92,8 @@ class Slot:
         with self.lock:
             interrupted = self.interrupted
             if interrupted:
-                _set_async_exc(self.thread_id, None)
-            self.delivery = None
+                _clear_async_exc(self.thread_id, None)
+            self.deliveries = []
             self.interrupted = False
             return interrupted
 
@@ -94,7 +105,7 @@ class Watchdog:
         self,
         slots: Callable[[], list[Slot]],
         grace: float,
-        on_abandon: Callable[[Slot, Delivery[Any]], None],
+        on_abandon: Callable[[Slot, list[Delivery[Any]]], None],
         tick: float = 0.1,
     ) -> None:
         self._slots = slots
@@ -122,10 +133,10 @@ class Watchdog:
                     logger.exception("time-limit check failed")
 
     def _check(self, slot: Slot, now: float) -> None:
-        abandon: Delivery[Any] | None = None
+        abandon: list[Delivery[Any]] = []
         with slot.lock:
-            delivery, limit = slot.delivery, slot.limit
-            if delivery is None or limit is None or slot.abandoned:
+            deliveries, limit = slot.deliveries, slot.limit
+            if not deliveries or limit is None or slot.abandoned:
                 return
             over = now - slot.started - limit
             if over < 0:
@@ -134,19 +145,19 @@ class Watchdog:
                 slot.interrupted = True
                 logger.warning(
                     "message %s: handler past its time limit of %.3gs, interrupting it",
-                    delivery.message.id,
+                    deliveries[0].message.id,
                     limit,
                 )
                 _set_async_exc(slot.thread_id, TimeLimitExceeded)
             elif over >= self.grace:
                 slot.abandoned = True
-                slot.delivery = None
-                abandon = delivery
-        if abandon is not None:
+                slot.deliveries = []
+                abandon = deliveries
+        if abandon:
             logger.error(
                 "message %s: handler still running %.3gs past its time limit of %.3gs "
                 "(blocked in C?); its thread is abandoned and a fresh one takes the slot",
-                abandon.message.id,
+                abandon[0].message.id,
                 self.grace,
                 limit,
             )

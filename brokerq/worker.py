@@ -19,6 +19,11 @@ Fate rules (the Worker decides, the Source carries it out):
   grace its thread is abandoned, the delivery failed with TimeLimitExceeded, and a fresh
   thread keeps ``concurrency`` at N.
 
+Job control: with ``paused`` (e.g. ``broker.is_paused``, polled every ``PAUSE_POLL``
+seconds) threads stop starting handlers while the queue is paused and give back what they
+received; with ``rate_limits`` a message over the limit waits before its handler starts
+(brokerq.ratelimit); a ``Router`` picks the handler by job type (brokerq.routing).
+
 On ``stop()`` threads stop receiving and ``consume`` waits up to ``shutdown_timeout`` for
 running handlers; anything still running then is left unacked, so the broker delivers it again.
 """
@@ -29,23 +34,26 @@ import inspect
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from brokerq.batch import BatchHandler, batch_item_type, item_errors
 from brokerq.broker import Consumer, Delivery, Source
 from brokerq.handler import Handler
 from brokerq.headers import time_limit_of
 from brokerq.middleware import Middleware, MiddlewareChain
-from brokerq.outcome import DEAD, OK, RETRY, Failure, Outcome, crashed, decide, poison
+from brokerq.outcome import DEAD, Failure, decide
+from brokerq.ratelimit import RateLimits
 from brokerq.retry import RetryPolicy
+from brokerq.routing import Router
+from brokerq.settle import Settler, release
 from brokerq.timelimit import Slot, Watchdog, exceeded
 from brokerq.tracing import default_middleware
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIME_LIMIT = 30 * 60.0
-VERDICTS_KEPT = 10_000  # verdicts waiting for a redelivery, at most
+PAUSE_POLL = 0.5  # seconds between two looks at the queue's pause flag
 
 
 def describe(error: BaseException) -> str:
@@ -81,6 +89,8 @@ class Worker(Consumer):
         prefetch: int | None = None,
         time_limit: float | None = DEFAULT_TIME_LIMIT,
         time_limit_grace: float = 5.0,
+        paused: Callable[[], bool] | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -95,23 +105,32 @@ class Worker(Consumer):
         self.receive_timeout = receive_timeout
         self.time_limit = time_limit
         self.time_limit_grace = time_limit_grace
+        self._is_paused = paused
+        self._paused = threading.Event()
+        self.rate_limits = rate_limits
         self._stopping = threading.Event()
         self._abandoned = threading.Event()
         self._failure: BaseException | None = None
-        self._verdicts: OrderedDict[str, Outcome] = OrderedDict()
+        self._settler = Settler(self.retry_policy, self.middleware)
         self._lock = threading.Lock()
         self._workers: list[tuple[threading.Thread, Slot]] = []
         self._source: Source | None = None
-        self._call: Handler | None = None
+        self._call: Handler | Router | BatchHandler | None = None
 
     # -- public -----------------------------------------------------------------------------
-    def consume(self, handler: Callable[..., Any] | str) -> None:
+    def consume(self, handler: Callable[..., Any] | str | Router | BatchHandler) -> None:
         """Process until ``stop()``; returns once in-flight work finished or timed out.
 
         A source that fails for good (its ``receive`` raises) stops the worker, and the
         error is raised from here after the other threads have finished.
         """
-        call = handler if isinstance(handler, Handler) else Handler(handler)
+        call: Handler | Router | BatchHandler
+        if isinstance(handler, (Handler, Router, BatchHandler)):
+            call = handler
+        elif not isinstance(handler, str) and batch_item_type(handler) is not None:
+            call = BatchHandler(handler)
+        else:
+            call = Handler(handler)
         source = self._open_source()
         self._source, self._call = source, call
         self._stopping.clear()
@@ -124,8 +143,8 @@ class Worker(Consumer):
         watchdog.start()
         logger.info("worker started: handler=%s concurrency=%d", call.name, self.concurrency)
         try:
-            while not self._stopping.wait(0.5):
-                pass
+            while not self._stopping.wait(PAUSE_POLL if self._is_paused else 0.5):
+                self._watch_pause()
         finally:
             watchdog.stop()
             self._shutdown(source)
@@ -141,9 +160,29 @@ class Worker(Consumer):
         return self._stopping.is_set()
 
     @property
+    def paused(self) -> bool:
+        """True while the queue's pause flag was last seen set."""
+        return self._paused.is_set()
+
+    def _watch_pause(self) -> None:
+        if self._is_paused is None:
+            return
+        try:
+            now_paused = self._is_paused()
+        except Exception as e:  # the flag's store is down: keep the last known state
+            logger.warning("cannot read the pause flag: %s", describe(e))
+            return
+        if now_paused and not self._paused.is_set():
+            logger.info("queue paused: no new handler starts until it is resumed")
+            self._paused.set()
+        elif not now_paused and self._paused.is_set():
+            logger.info("queue resumed")
+            self._paused.clear()
+
+    @property
     def in_flight(self) -> int:
         """Handlers running now."""
-        return sum(1 for s in self._busy_slots() if s.delivery is not None)
+        return sum(len(s.deliveries) for s in self._busy_slots())
 
     # -- threads ----------------------------------------------------------------------------
     def _open_source(self) -> Source:
@@ -169,14 +208,15 @@ class Worker(Consumer):
         with self._lock:
             return [slot for _, slot in self._workers if not slot.abandoned]
 
-    def _abandon(self, slot: Slot, delivery: Delivery[Any]) -> None:
-        """The watchdog gave up on a handler: fail its delivery, replace its thread."""
+    def _abandon(self, slot: Slot, deliveries: list[Delivery[Any]]) -> None:
+        """The watchdog gave up on a handler: fail its deliveries, replace its thread."""
         assert self._source is not None
-        msg = delivery.message
-        error = exceeded(time_limit_of(msg.headers) or self.time_limit)
-        outcome = decide(msg, error, self.retry_policy)
-        self._carry_out(self._source, delivery, outcome)
-        self.middleware.after(msg, outcome.kind, error)
+        for delivery in deliveries:
+            msg = delivery.message
+            error = exceeded(time_limit_of(msg.headers) or self.time_limit)
+            outcome = decide(msg, error, self.retry_policy)
+            self._settler.carry_out(self._source, delivery, outcome)
+            self.middleware.after(msg, outcome.kind, error)
         if not self._stopping.is_set():
             self._spawn()
 
@@ -205,9 +245,15 @@ class Worker(Consumer):
     def _work(self, slot: Slot) -> None:
         source, call = self._source, self._call
         assert source is not None and call is not None
+        if isinstance(call, BatchHandler):
+            self._work_batches(slot, call)
+            return
         stopping = self._stopping
         timeout = self.receive_timeout
         while not stopping.is_set() and not slot.abandoned:
+            if self._paused.is_set():
+                stopping.wait(PAUSE_POLL / 2)
+                continue
             try:
                 delivery = source.receive(timeout)
             except Exception as e:
@@ -217,40 +263,63 @@ class Worker(Consumer):
                 return
             if delivery is None:
                 continue
-            if stopping.is_set():
-                self._release(source, delivery)
-                return
+            if stopping.is_set() or self._paused.is_set():
+                release(source, delivery)  # received just before a stop or a pause
+                continue
             self.process(source, call, delivery, slot)
 
-    def _release(self, source: Source, delivery: Delivery[Any]) -> None:
-        try:
-            source.release(delivery)
-        except Exception:
-            logger.exception("release of message %s failed", delivery.message.id)
+    def _work_batches(self, slot: Slot, call: BatchHandler) -> None:
+        source = self._source
+        assert source is not None
+        stopping = self._stopping
+        max_size, max_wait = call.config.max_size, call.config.max_wait
+        while not stopping.is_set() and not slot.abandoned:
+            if self._paused.is_set():
+                stopping.wait(PAUSE_POLL / 2)
+                continue
+            try:
+                batch = source.receive_many(max_size, self.receive_timeout)
+                if batch:
+                    until = time.monotonic() + max_wait
+                    while len(batch) < max_size and (left := until - time.monotonic()) > 0:
+                        batch += source.receive_many(max_size - len(batch), left)
+            except Exception as e:
+                logger.error("receiving failed, stopping the worker: %s", describe(e))
+                self._failure = self._failure or e
+                stopping.set()
+                return
+            if stopping.is_set() or self._paused.is_set():
+                for delivery in batch:
+                    release(source, delivery)
+                continue
+            if batch:
+                self.process_batch(source, call, batch, slot)
 
-    # -- one message ------------------------------------------------------------------------
+    # -- one message, one batch -------------------------------------------------------------
     def process(
-        self, source: Source, call: Handler, delivery: Delivery[Any], slot: Slot | None = None
+        self,
+        source: Source,
+        call: Handler | Router,
+        delivery: Delivery[Any],
+        slot: Slot | None = None,
     ) -> str:
         """Handle one delivery and settle it with the source; return the outcome kind."""
         msg = delivery.message
-        policy = self.retry_policy
-        with self._lock:
-            verdict = self._verdicts.pop(msg.id, None)
-        if verdict is not None:  # decided before; carrying it out failed: don't run again
-            return self._carry_out(source, delivery, verdict)
-        if msg.attempt > policy.max_attempts:
-            kind = self._carry_out(source, delivery, poison(msg, policy.max_attempts))
-            self.middleware.after(msg, kind, crashed(msg, policy.max_attempts))
-            return kind
+        settled = self._settler.settled_before_running(source, delivery)
+        if settled is not None:
+            return settled
+        if self.rate_limits is not None and not self.rate_limits.wait(msg, self._stopping):
+            release(source, delivery)  # stopped while waiting for the rate limit
+            return "released"
         slot = slot or Slot()
         limit = time_limit_of(msg.headers) or self.time_limit
         self.middleware.before(msg)
         error: BaseException | None = None
         try:
-            slot.enter(delivery, limit, self.time_limit_grace, call.is_async)
+            handler = call.pick(msg) if isinstance(call, Router) else call
+            slot.enter([delivery], limit, self.time_limit_grace, handler.is_async)
             try:
-                call(msg, limit)
+                handler(msg, limit)
             finally:
                 if slot.leave() and error is None:
                     error = exceeded(limit)
@@ -258,37 +327,40 @@ class Worker(Consumer):
             error = error or e
         if slot.abandoned or self._abandoned.is_set():
             return DEAD  # the watchdog or shutdown settled (or gave up on) this delivery
-        outcome = decide(msg, error, policy)
-        self._carry_out(source, delivery, outcome)
-        self.middleware.after(msg, outcome.kind, error)
-        return outcome.kind
+        return self._settler.finish(source, delivery, error)
 
-    def _carry_out(self, source: Source, delivery: Delivery[Any], outcome: Outcome) -> str:
-        """Tell the source the outcome. If it cannot, release the delivery and keep the
-        verdict for its redelivery."""
+    def process_batch(
+        self, source: Source, call: BatchHandler, batch: list[Delivery[Any]], slot: Slot
+    ) -> None:
+        """Handle a batch with one call; settle each item on its own (brokerq.batch)."""
+        todo = [d for d in batch if self._settler.settled_before_running(source, d) is None]
+        if self.rate_limits is not None:
+            for i, d in enumerate(todo):
+                if not self.rate_limits.wait(d.message, self._stopping):
+                    for rest in todo[i:]:
+                        release(source, rest)
+                    return
+        for d in todo:
+            self.middleware.before(d.message)
+        items, bad = call.decode([d.message for d in todo])
+        for i, e in bad.items():
+            self._settler.finish(source, todo[i], e)
+        todo = [d for i, d in enumerate(todo) if i not in bad]
+        if not todo:
+            return
+        limit = self.time_limit
+        error: BaseException | None = None
         try:
-            if outcome.kind == OK:
-                source.ack(delivery)
-            elif outcome.kind == RETRY:
-                assert outcome.failure is not None
-                source.retry(delivery, outcome.delay, outcome.failure)
-            else:
-                assert outcome.failure is not None
-                source.dead(delivery, outcome.failure)
-        except Exception as e:
-            logger.warning(
-                "message %s: carrying out %s failed (%s); released, the verdict is kept "
-                "for its redelivery",
-                delivery.message.id,
-                outcome.kind,
-                describe(e),
-            )
-            self._remember(delivery.message.id, outcome)
-            self._release(source, delivery)
-        return outcome.kind
-
-    def _remember(self, message_id: str, outcome: Outcome) -> None:
-        with self._lock:
-            self._verdicts[message_id] = outcome
-            while len(self._verdicts) > VERDICTS_KEPT:
-                self._verdicts.popitem(last=False)
+            slot.enter(todo, limit, self.time_limit_grace, call.is_async)
+            try:
+                call(items, limit)
+            finally:
+                if slot.leave() and error is None:
+                    error = exceeded(limit)
+        except BaseException as e:
+            error = error or e
+        if slot.abandoned or self._abandoned.is_set():
+            return
+        failed = item_errors(error, len(todo))
+        for i, d in enumerate(todo):
+            self._settler.finish(source, d, failed.get(i))

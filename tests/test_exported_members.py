@@ -9,7 +9,8 @@ import pytest
 
 
 @pytest.mark.parametrize(
-    "package", ["brokerq", "brokerq.embedded", "brokerq_kafka", "brokerq_beanstalk"]
+    "package",
+    ["brokerq", "brokerq.embedded", "brokerq.testing", "brokerq_kafka", "brokerq_beanstalk"],
 )
 def test_all_is_complete_and_importable(package: str) -> None:
     module = importlib.import_module(package)

@@ -31,6 +31,7 @@ from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError
 from brokerq.headers import with_options
 from brokerq.message import Message, to_bytes
+from brokerq.ratelimit import LocalRateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,13 @@ class MemoryBroker(Broker):
 
     def source(self, prefetch: int | None = None) -> MemorySource:
         return MemorySource(self)
+
+    def rate_limiter(self) -> LocalRateLimiter:
+        """Counts in this process: every worker of a memory broker lives in it."""
+        limiter: LocalRateLimiter | None = self.__dict__.get("_limiter")
+        if limiter is None:
+            limiter = self.__dict__["_limiter"] = LocalRateLimiter()
+        return limiter
 
     def check(self) -> None:
         """Always healthy while open."""

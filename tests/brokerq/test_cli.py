@@ -90,7 +90,7 @@ def test_sigterm_waits_for_in_flight_then_second_signal_exits_at_once(
     config: Path, env: dict[str, str]
 ) -> None:
     bq("push", str(config), "slow", env=env)
-    env["BQ_SLEEP"] = "1.5"
+    env["BQ_SLEEP"] = "4"  # long enough for a loaded machine to see it in flight
     worker = start_worker(config, env)
     try:
         assert wait_for(

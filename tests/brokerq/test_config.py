@@ -107,7 +107,10 @@ def test_wrong_types_name_the_key_and_line(tmp_path: Path) -> None:
 
 def test_missing_handler(tmp_path: Path) -> None:
     msg = error_of(tmp_path, GOOD.replace("handler: json:dumps\n", ""))
-    assert msg == "FILE:1: handler: Field required"
+    assert msg == (
+        "FILE:1: handler: required (module:function), or a handlers: map of job type -> "
+        "module:function"
+    )
 
 
 def test_exactly_one_broker_section(tmp_path: Path) -> None:

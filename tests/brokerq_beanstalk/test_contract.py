@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.contract import DelayContract, ProducerContract
+from brokerq.testing.contract import DelayContract, FateContract, ProducerContract
 
 pytestmark = pytest.mark.integration
 
 
-class TestBeanstalkProducer(ProducerContract):
+class TestBeanstalkProducer(ProducerContract, FateContract):
     pass
 
 

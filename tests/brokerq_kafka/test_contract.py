@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.contract import ProducerContract
+from brokerq.testing.contract import FateContract, ProducerContract
 
 pytestmark = pytest.mark.integration
 
 
-class TestKafkaContract(ProducerContract):
+class TestKafkaContract(ProducerContract, FateContract):
     """Every contract test, on a fresh 4-partition topic with its own group and DLQ."""
