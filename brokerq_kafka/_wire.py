@@ -34,6 +34,7 @@ FAILED_AT = "brokerq-failed-at"
 DUE = "brokerq-due"  # retry records: unix seconds before which the attempt must not run
 ORIGINAL_SIZE = "brokerq-original-size"  # dead letters cut to fit: the value's size in bytes
 SHA256 = "brokerq-sha256"  # dead letters cut to fit: hex sha256 of the whole value
+_ORIGIN = (TOPIC, PARTITION, OFFSET)
 _PASSED = (core.TYPE, core.TIME_LIMIT, core.SCHEDULE, core.FIRE_TIME)  # reach the handler
 
 Headers = list[tuple[str, Any]]
@@ -90,20 +91,19 @@ def decode(record: Any, id_prefix: str | None = None, crashes: int = 0) -> Decod
     if raw:
         for name, value in raw:
             text = value.decode() if value is not None else ""
-            if not name.startswith(PREFIX) or name in _PASSED:
-                user[name] = text
-            elif name == ID:
+            if name == ID:
                 msg_id = text
+            elif not name.startswith(PREFIX) or name in _PASSED:
+                user[name] = text
             elif name == ATTEMPT:
                 attempt = int(text)
             elif name == DUE:
                 due = float(text)
-            elif name in (TOPIC, PARTITION, OFFSET):
+            elif name in _ORIGIN:
                 origin = origin or ["", "0", "0"]
-                origin[(TOPIC, PARTITION, OFFSET).index(name)] = text
+                origin[_ORIGIN.index(name)] = text
     if not msg_id:
-        prefix = id_prefix or f"{record.topic()}/{record.partition()}/"
-        msg_id = f"{prefix}{record.offset()}"
+        msg_id = f"{id_prefix or f'{record.topic()}/{record.partition()}/'}{record.offset()}"
     value = record.value()
     ts = record.timestamp()[1]
     message = build_message(
@@ -114,8 +114,9 @@ def decode(record: Any, id_prefix: str | None = None, crashes: int = 0) -> Decod
         attempt + crashes,
         ts / 1000.0 if ts and ts > 0 else 0.0,
     )
-    where = Origin(origin[0], int(origin[1]), int(origin[2])) if origin else None
-    return Decoded(message, due, where)
+    if origin is None:
+        return Decoded(message, due, None)
+    return Decoded(message, due, Origin(origin[0], int(origin[1]), int(origin[2])))
 
 
 def raw_message(record: Any) -> Message:

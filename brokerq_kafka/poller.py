@@ -140,7 +140,7 @@ class Poller:
                 self._set_paused(False)
             return self.batch_size
         if d.has_room() or d.wait_room(self.room_wait):
-            return max(1, min(self.batch_size, d.capacity - len(d)))
+            return self.batch_size  # may overshoot capacity by one batch: fewer, larger fetches
         self._room_paused = True
         self._set_paused(True)
         return self.batch_size
@@ -160,14 +160,19 @@ class Poller:
                 continue
             topic, partition, offset = record.topic(), record.partition(), record.offset()
             assert topic is not None and partition is not None and offset is not None
-            if state is None or state.tracker.partition != partition or state.tp[0] != topic:
+            if (
+                state is None
+                or state.tracker.partition != partition
+                or state.tracker.topic != topic
+            ):
                 state = book.get((topic, partition))
                 if state is None:  # outside the assignment we know: track it anyway
                     book.assign(topic, partition, -1, None)
                     state = book.states[(topic, partition)]
             state.tracker.add(offset)
             try:
-                dec = _wire.decode(record, state.tracker.id_prefix, book.crashes(state, offset))
+                crashes = state.counts.get(offset, 0) if state.counts else 0
+                dec = _wire.decode(record, state.tracker.id_prefix, crashes)
             except (ValueError, UnicodeDecodeError) as e:
                 self._poison(record, state, offset, e)
                 continue
@@ -216,6 +221,9 @@ class Poller:
 
     def _hand_out(self, out: list[KDelivery], later: list[tuple[KDelivery, float]]) -> None:
         d = self.dispatcher
+        if not later and not len(self.holds):
+            d.put_many(out)  # no key held by a retry: nothing to look at
+            return
         retry_prefix = self._retry_prefix
         plain: list[KDelivery] = []
         for delivery in out:
