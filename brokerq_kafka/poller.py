@@ -21,7 +21,6 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
 
 from brokerq.broker import Delivery
 from brokerq.dispatch import Dispatcher
@@ -81,7 +80,7 @@ class Poller:
     def run(self) -> None:
         consumer = self.consumer
         try:
-            self._prepare_topics()
+            self.missing_at_start = retrytopics.prepare(self.conf)
             topics = [self.topic, *retrytopics.retry_topics(self.conf)]
             consumer.subscribe(
                 topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -113,20 +112,6 @@ class Poller:
                 consumer.close()
             except Exception:
                 logger.exception("closing the kafka consumer for %s failed", self.topic)
-
-    def _prepare_topics(self) -> None:
-        """Create the retry topics; note a main topic that does not exist yet (it is then
-        read from its beginning once it appears, so nothing pushed after start is missed)."""
-        admin = AdminClient(self.conf.reader_config(f"{self.conf.group}.admin"))
-        md = admin.list_topics(timeout=10).topics.get(self.topic)
-        partitions = len(md.partitions) if md is not None and md.error is None else -1
-        self.missing_at_start = partitions < 0
-        if self.missing_at_start:
-            logger.warning(
-                "kafka topic %r does not exist yet: reading it from its beginning once it appears",
-                self.topic,
-            )
-        retrytopics.ensure(self.conf, admin, partitions)
 
     # -- records in ----------------------------------------------------------------------------
     def _room(self) -> int:
@@ -337,6 +322,7 @@ class Poller:
         start: list[TopicPartition] = []
         for p in committed:
             self.book.assign(p.topic, p.partition, p.offset, p.metadata)
+            self._trim_careful(consumer, (p.topic, p.partition))
             fresh = p.offset < 0 and (
                 p.topic.startswith(self._retry_prefix)
                 or (self.missing_at_start and p.topic == self.topic)
@@ -354,6 +340,24 @@ class Poller:
             consumer.pause(partitions)
         logger.info(
             "kafka %s assigned %s", self.topic, [f"{p.topic}[{p.partition}]" for p in partitions]
+        )
+
+    def _trim_careful(self, consumer: Consumer, tp: TP) -> None:
+        """A dead owner cannot have handed out records past today's end of the log."""
+        state = self.book.get(tp)
+        if state is None or state.careful_end is None:
+            return
+        try:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(*tp), timeout=5)
+        except KafkaException:
+            return
+        if high is not None and high >= 0:
+            state.careful_end = min(state.careful_end, high - 1)
+        logger.info(
+            "kafka %s[%d]: previous owner died; records up to %d go out one at a time",
+            tp[0],
+            tp[1],
+            state.careful_end,
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

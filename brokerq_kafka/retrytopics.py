@@ -71,3 +71,18 @@ def ensure(conf: KqConf, admin: AdminClient, partitions: int, timeout: float = 3
             if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
             raise translate(e, f"kafka retry topic {name!r}") from e
+
+
+def prepare(conf: KqConf) -> bool:
+    """Create the retry topics; True when the main topic does not exist yet (a source then
+    reads it from its beginning once it appears, so nothing pushed after start is missed)."""
+    admin = AdminClient(conf.reader_config(f"{conf.group}.admin"))
+    md = admin.list_topics(timeout=10).topics.get(conf.topic)
+    partitions = len(md.partitions) if md is not None and md.error is None else -1
+    if partitions < 0:
+        logger.warning(
+            "kafka topic %r does not exist yet: reading it from its beginning once it appears",
+            conf.topic,
+        )
+    ensure(conf, admin, partitions)
+    return partitions < 0
