@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Hashable
 from typing import Any
 
@@ -39,8 +38,6 @@ from brokerq_kafka.poller import Poller
 
 KDelivery = Delivery[Handle]
 MIN_BUFFER = 1000  # records a source may hold beyond those being handled, at least
-TAKE = 16  # deliveries a worker thread takes at once while a backlog waits
-BACKLOG = 256  # what counts as a backlog, in deliveries held
 
 
 def _key_of(delivery: KDelivery) -> Hashable | None:
@@ -75,37 +72,17 @@ class KafkaSource(Source):
             room_wait=room_wait,
         )
         self._thread: threading.Thread | None = None
-        self._local = threading.local()
-        self._take = 1 if conf.key_ordering else TAKE
         self._lock = threading.Lock()
         self._closed = False
 
     # -- receiving -----------------------------------------------------------------------------
     def receive(self, timeout: float) -> KDelivery | None:
-        """The next delivery. While a backlog waits (and without key ordering), each worker
-        thread takes up to ``TAKE`` deliveries under one lock acquisition and serves its next
-        calls from them: 8 threads taking one at a time under the dispatcher's lock halved
-        throughput (bench numbers in the README)."""
-        cache: deque[KDelivery] | None = getattr(self._local, "cache", None)
-        if cache:
-            return cache.popleft()
         if self._thread is None:
             self._start()
-        d = self.dispatcher
-        if self._take > 1 and len(d) >= BACKLOG:
-            got = d.get_many(self._take, timeout)
-            if len(got) > 1:
-                if cache is None:
-                    cache = self._local.cache = deque()
-                cache.extend(got[1:])
-            if got:
-                return got[0]
-        else:
-            one = d.get(timeout)
-            if one is not None:
-                return one
-        self._check()
-        return None
+        got = self.dispatcher.get(timeout)
+        if got is None:
+            self._check()
+        return got
 
     def receive_many(self, max_n: int, timeout: float) -> list[KDelivery]:
         """Up to ``max_n`` deliveries under one lock acquisition of the dispatcher."""
