@@ -20,69 +20,25 @@ Endpoints can be overridden (e.g. for a Docker setup on other ports) with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
-import socket
-import struct
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
-BEANSTALKD_ENDPOINTS = ["127.0.0.1:11300", "127.0.0.1:11301", "127.0.0.1:11302"]
-REDIS_URL = "redis://127.0.0.1:6379/0"
-KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+from brokerq.testing import servers
+from brokerq.testing.servers import probe, split_endpoint
 
 SERVICE_NAMES = ("beanstalkd0", "beanstalkd1", "beanstalkd2", "redis", "kafka")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES_SCRIPT = REPO_ROOT / "scripts" / "services"
 
 
-# --------------------------------------------------------------------------- probing
-
-
-def split_endpoint(endpoint: str) -> tuple[str, int]:
-    host, _, port = endpoint.rpartition(":")
-    return host or "127.0.0.1", int(port)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise EOFError("connection closed")
-        buf += chunk
-    return buf
-
-
-def probe(kind: str, host: str, port: int, timeout: float = 2.0) -> bool:
-    """True iff a ``kind`` service ("beanstalkd", "redis", "kafka") answers at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            if kind == "beanstalkd":
-                s.sendall(b"stats\r\n")
-                return _recv_exact(s, 3) == b"OK "
-            if kind == "redis":
-                s.sendall(b"*1\r\n$4\r\nPING\r\n")
-                return _recv_exact(s, 5) == b"+PONG"
-            if kind == "kafka":
-                # ApiVersions v0 request: header v1 (api_key, api_version, correlation, client_id)
-                client = b"brokerq-tests"
-                msg = struct.pack(">hhih", 18, 0, 7, len(client)) + client
-                s.sendall(struct.pack(">i", len(msg)) + msg)
-                size = struct.unpack(">i", _recv_exact(s, 4))[0]
-                resp = _recv_exact(s, size)
-                corr, error = struct.unpack(">ih", resp[:6])
-                return bool(corr == 7 and error == 0)
-            raise ValueError(f"unknown service kind {kind!r}")
-    except (OSError, EOFError, struct.error):
-        return False
+# --------------------------------------------------------------------------- availability
 
 
 def services_required() -> bool:
@@ -115,10 +71,7 @@ def _run_script(*args: str, timeout: float = 300) -> subprocess.CompletedProcess
 @pytest.fixture(scope="session")
 def beanstalkd_endpoints() -> list[str]:
     """The three beanstalkd endpoints ("host:port"), checked to answer."""
-    env = os.environ.get("BROKERQ_BEANSTALKD_ENDPOINTS")
-    endpoints = (
-        [e.strip() for e in env.split(",") if e.strip()] if env else list(BEANSTALKD_ENDPOINTS)
-    )
+    endpoints = servers.beanstalkd_endpoints()
     down = [e for e in endpoints if not probe("beanstalkd", *split_endpoint(e))]
     if down:
         _unavailable(f"beanstalkd at {', '.join(down)}")
@@ -128,9 +81,8 @@ def beanstalkd_endpoints() -> list[str]:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The Redis URL, checked to answer PING."""
-    url = os.environ.get("BROKERQ_REDIS_URL", REDIS_URL)
-    u = urlparse(url)
-    if not probe("redis", u.hostname or "127.0.0.1", u.port or 6379):
+    url = servers.redis_url()
+    if not probe("redis", *servers.redis_address(url)):
         _unavailable(f"redis at {url}")
     return url
 
@@ -138,7 +90,7 @@ def redis_url() -> str:
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     """The Kafka bootstrap servers string, checked to answer an ApiVersions request."""
-    bootstrap = os.environ.get("BROKERQ_KAFKA_BOOTSTRAP", KAFKA_BOOTSTRAP)
+    bootstrap = servers.kafka_bootstrap()
     first = bootstrap.split(",")[0].strip()
     if not probe("kafka", *split_endpoint(first)):
         _unavailable(f"kafka at {bootstrap}")
@@ -161,53 +113,18 @@ def unique_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def kafka_topic(kafka_bootstrap: str, unique_name: str) -> Iterator[str]:
     """A fresh 4-partition topic, deleted after the test."""
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    fs = admin.create_topics([NewTopic(unique_name, num_partitions=4, replication_factor=1)])
-    fs[unique_name].result(timeout=30)
-    # wait until every partition has a leader, so producers don't race topic creation
-    deadline = time.monotonic() + 30
-    while True:
-        md = admin.list_topics(topic=unique_name, timeout=10).topics.get(unique_name)
-        if (
-            md is not None
-            and md.error is None
-            and len(md.partitions) == 4
-            and all(p.leader >= 0 for p in md.partitions.values())
-        ):
-            break
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"kafka topic {unique_name} has no leaders after 30s")
-        time.sleep(0.1)
+    servers.create_topic(kafka_bootstrap, unique_name, partitions=4)
     try:
         yield unique_name
-    finally:
-        try:
-            admin.delete_topics([unique_name], operation_timeout=10)[unique_name].result(timeout=30)
-        except Exception:  # best effort: the broker may have been killed by the test
-            pass
+    finally:  # best effort: the broker may have been killed by the test
+        servers.delete_topics(kafka_bootstrap, [unique_name])
 
 
 @pytest.fixture
 def beanstalk_tube(beanstalkd_endpoints: list[str], unique_name: str) -> Iterator[str]:
     """A tube name unique to the test; its jobs are deleted on every endpoint afterwards."""
     yield unique_name
-    import greenstalk
-
-    for endpoint in beanstalkd_endpoints:
-        try:
-            with greenstalk.Client(
-                split_endpoint(endpoint), use=unique_name, watch=unique_name
-            ) as c:
-                for peek in (c.peek_ready, c.peek_delayed, c.peek_buried):
-                    for _ in range(100_000):
-                        try:
-                            c.delete(peek())
-                        except greenstalk.NotFoundError:
-                            break
-        except (OSError, greenstalk.Error):  # best effort
-            pass
+    servers.drain_tube(beanstalkd_endpoints, unique_name, timeout=30)  # best effort
 
 
 @pytest.fixture
@@ -217,16 +134,8 @@ def redis_prefix(redis_url: str, unique_name: str) -> Iterator[str]:
     yield prefix
     import redis
 
-    try:
-        client = redis.Redis.from_url(redis_url)
-        try:
-            keys = list(client.scan_iter(match=f"{unique_name}*", count=1000))
-            for i in range(0, len(keys), 500):
-                client.delete(*keys[i : i + 500])
-        finally:
-            client.close()
-    except redis.RedisError:  # best effort
-        pass
+    with contextlib.suppress(redis.RedisError):  # best effort
+        servers.delete_redis_prefix(redis_url, unique_name)
 
 
 # --------------------------------------------------------------------------- fault injection

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("brokerq", "brokerq_kafka", "brokerq_beanstalk")
+PACKAGES = ("brokerq", "brokerq_kafka", "brokerq_beanstalk", "bench")
 
 
 def _modules() -> dict[str, Path]:

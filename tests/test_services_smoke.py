@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 
-from tests.services import Services, split_endpoint
+from brokerq.testing.servers import port_open, split_endpoint
+from tests.services import Services
 
 
 def test_kafka_produce_consume(kafka_bootstrap: str, kafka_topic: str) -> None:
@@ -77,14 +77,6 @@ def test_redis_set_get(redis_url: str, redis_prefix: str) -> None:
         r.close()
 
 
-def _port_open(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 def test_beanstalkd_kill_restart_keeps_jobs(
     beanstalkd_endpoints: list[str], beanstalk_tube: str, services: Services
 ) -> None:
@@ -98,7 +90,7 @@ def test_beanstalkd_kill_restart_keeps_jobs(
     # page cache, but give it a moment anyway
     time.sleep(0.1)
     services.kill("beanstalkd1")
-    assert not _port_open(*addr), "beanstalkd1 still accepting connections after kill"
+    assert not port_open(*addr), "beanstalkd1 still accepting connections after kill"
 
     services.restart("beanstalkd1")
     with greenstalk.Client(addr, use=beanstalk_tube, watch=beanstalk_tube) as c:

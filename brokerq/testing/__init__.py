@@ -11,6 +11,11 @@ For your handlers, without any server:
 For a backend (yours or ours): ``brokerq.testing.contract`` is the contract suite every
 backend passes (needs pytest): subclass ``ProducerContract`` (and ``DelayContract``,
 ``FateContract``) and give them a ``broker`` fixture returning a fresh, isolated Broker.
+
+Against real servers: ``brokerq.testing.servers`` says where the local services are
+(beanstalkd, Redis, Kafka), probes whether they answer, and sets up / cleans up the names a
+test or a benchmark uses (Kafka topics, beanstalkd tubes, Redis key prefixes). It imports
+neither pytest nor a driver at module level; tests/, bench/ and scripts/services share it.
 """
 
 from brokerq.embedded.memory import MemoryBroker as StubBroker

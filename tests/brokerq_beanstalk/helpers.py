@@ -1,4 +1,4 @@
-"""Helpers for the dq tests: run a Consumer in a thread, percentiles."""
+"""Helpers for the dq tests: run a Consumer in a thread."""
 
 from __future__ import annotations
 
@@ -14,10 +14,3 @@ from tests.contract import consuming_in_thread
 def consuming(conf: DqConf, handler: Callable[..., Any]) -> Iterator[Consumer]:
     with consuming_in_thread(Consumer(conf, shutdown_timeout=10.0), handler) as consumer:
         yield consumer
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]

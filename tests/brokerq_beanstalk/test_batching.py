@@ -10,12 +10,12 @@ import pytest
 import redis
 
 from brokerq.message import Message
+from brokerq.testing.servers import split_endpoint
 from brokerq_beanstalk import BeanstalkBroker, Producer
 from brokerq_beanstalk.guard import Guard
 from tests.brokerq_beanstalk.conftest import MakeConf
 from tests.brokerq_beanstalk.helpers import consuming
 from tests.contract import Recorder, wait_for
-from tests.services import split_endpoint
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from brokerq.message import Message
+from brokerq.testing.servers import percentile
 from brokerq_beanstalk import Producer
 from tests.brokerq_beanstalk.conftest import MakeConf
-from tests.brokerq_beanstalk.helpers import consuming, percentile
+from tests.brokerq_beanstalk.helpers import consuming
 from tests.contract import wait_for
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,7 @@ def test_200_jobs_never_early_p99_under_100ms(make_conf: MakeConf) -> None:
         assert wait_for(lambda: len(lateness) >= 200, timeout=30), f"{len(lateness)}/200 ran"
     values = list(lateness.values())
     early = [v for v in values if v < 0]
-    p50, p99 = percentile(values, 50), percentile(values, 99)
+    p50, p99 = percentile(values, 0.50), percentile(values, 0.99)
     print(
         f"\nlateness over {len(values)} jobs: p50={p50 * 1000:.1f}ms p99={p99 * 1000:.1f}ms "
         f"max={max(values) * 1000:.1f}ms early={len(early)}"

@@ -7,43 +7,34 @@ from typing import Any
 
 import pytest
 
+from brokerq.testing.servers import create_topic, delete_topics
 from brokerq_kafka import KafkaBroker, KqConf
 
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
 
-def create_topic(
-    bootstrap: str, name: str, partitions: int = 1, config: dict[str, str] | None = None
-) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
+def create_topic_with_config(bootstrap: str, name: str, config: dict[str, str]) -> None:
+    """A one-partition topic with topic-level ``config`` (e.g. ``max.message.bytes``)."""
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    topic = NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
-    fs = admin.create_topics([topic])
-    fs[name].result(timeout=30)
-
-
-def delete_topic(bootstrap: str, name: str) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    try:
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        admin.delete_topics([name], operation_timeout=10)[name].result(timeout=30)
-    except Exception:
-        pass
+    topic = NewTopic(name, num_partitions=1, replication_factor=1, config=config)
+    admin.create_topics([topic])[name].result(timeout=30)
 
 
 def delete_topics_with_prefix(bootstrap: str, prefix: str) -> None:
+    """Delete every topic whose name starts with ``prefix`` (the retry topics sources make)."""
     from confluent_kafka.admin import AdminClient
 
     try:
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
-        if names:
-            for f in admin.delete_topics(names, operation_timeout=10).values():
-                f.result(timeout=30)
+        names = [
+            t
+            for t in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+            if t.startswith(prefix)
+        ]
     except Exception:
-        pass
+        return
+    delete_topics(bootstrap, names)
 
 
 @pytest.fixture
@@ -65,7 +56,7 @@ def make_conf(kafka_bootstrap: str, kafka_topic: str, unique_name: str) -> Itera
         return KqConf(**values)
 
     yield make
-    delete_topic(kafka_bootstrap, dlq)
+    delete_topics(kafka_bootstrap, [dlq])
     delete_topics_with_prefix(kafka_bootstrap, f"{kafka_topic}.retry.")  # made by the sources
 
 

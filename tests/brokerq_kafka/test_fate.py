@@ -21,8 +21,9 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from brokerq.errors import Drop
 from brokerq.message import Message
 from brokerq.retry import RetryPolicy
+from brokerq.testing.servers import delete_topics
 from brokerq_kafka import KafkaBroker, KqConf, Pusher, Queue
-from tests.brokerq_kafka.conftest import create_topic, delete_topic
+from tests.brokerq_kafka.conftest import create_topic_with_config
 from tests.brokerq_kafka.test_kafka import read_topic, running_queue
 from tests.contract import wait_for
 
@@ -38,13 +39,12 @@ def dlq_topic(kafka_bootstrap: str, kafka_topic: str) -> Iterator[Callable[..., 
 
     def make(**config: str) -> str:
         name = f"{kafka_topic}.dlq{len(made) + 2}"
-        create_topic(kafka_bootstrap, name, 1, config)
+        create_topic_with_config(kafka_bootstrap, name, config)
         made.append(name)
         return name
 
     yield make
-    for name in made:
-        delete_topic(kafka_bootstrap, name)
+    delete_topics(kafka_bootstrap, made)
 
 
 def set_topic_config(bootstrap: str, topic: str, key: str, value: str) -> None:

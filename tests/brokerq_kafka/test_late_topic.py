@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from brokerq.message import Message
+from brokerq.testing.servers import delete_topics
 from brokerq_kafka import KafkaBroker, KqConf, Pusher, Queue
-from tests.brokerq_kafka.conftest import delete_topic, delete_topics_with_prefix
+from tests.brokerq_kafka.conftest import delete_topics_with_prefix
 from tests.contract import wait_for
 
 pytestmark = pytest.mark.integration
@@ -21,7 +22,7 @@ def late_conf(make_conf: Callable[..., KqConf], kafka_bootstrap: str) -> Iterato
     conf = make_conf()
     late = conf.model_copy(update={"topic": f"{conf.topic}-late", "offset": "last"})
     yield late
-    delete_topic(kafka_bootstrap, late.topic)
+    delete_topics(kafka_bootstrap, [late.topic])
     delete_topics_with_prefix(kafka_bootstrap, f"{late.topic}.retry.")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from brokerq.message import Message
+from brokerq.testing.servers import redis_address
 from brokerq_beanstalk import Consumer, DqConf, Producer
 from tests.brokerq_beanstalk.helpers import consuming
 from tests.contract import Recorder, wait_for
@@ -51,13 +52,6 @@ def goq() -> Path:
             pytest.fail(f"go build failed:\n{build.stderr}")
         os.replace(str(out) + ".tmp", out)
     return out
-
-
-def redis_hostport(url: str) -> str:
-    from urllib.parse import urlparse
-
-    u = urlparse(url)
-    return f"{u.hostname or '127.0.0.1'}:{u.port or 6379}"
 
 
 def conf_for(endpoints: list[str], tube: str, redis_url: str, prefix: str, **kw: object) -> DqConf:
@@ -133,7 +127,7 @@ def test_our_goqueue_compat_producer_to_go_consumer(
             "-tube",
             beanstalk_tube,
             "-redis",
-            redis_hostport(redis_url),
+            "{}:{}".format(*redis_address(redis_url)),
             "-n",
             "20",
             "-timeout",
