@@ -41,6 +41,7 @@ from brokerq.middleware import LoggingMiddleware, Metrics, Middleware
 from brokerq.outcome import Failure, Outcome
 from brokerq.registry import broker_class
 from brokerq.retry import RetryPolicy
+from brokerq.schedule import FireStore, Schedule, Scheduler
 from brokerq.worker import Worker
 
 __version__ = "0.1.0"
@@ -61,6 +62,7 @@ __all__ = [
     "Drop",
     "DuplicateJob",
     "Failure",
+    "FireStore",
     "Handler",
     "JobInfo",
     "LoggingMiddleware",
@@ -73,6 +75,8 @@ __all__ = [
     "Producer",
     "Retry",
     "RetryPolicy",
+    "Schedule",
+    "Scheduler",
     "Source",
     "TimeLimitExceeded",
     "Worker",

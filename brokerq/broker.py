@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -25,6 +25,9 @@ from brokerq.outcome import Failure
 from brokerq.ratelimit import RateLimiter
 from brokerq.timing import due_after, due_at
 from brokerq.tracing import default_middleware
+
+if TYPE_CHECKING:
+    from brokerq.schedule.store import FireStore
 
 Self = TypeVar("Self", bound="_Closable")
 Handle = TypeVar("Handle")
@@ -324,6 +327,7 @@ class WorkerInfo:
     last_beat: float
     in_flight: int = 0
     queue: str = ""
+    processed: int = 0  # messages handled since the worker started
 
 
 class Broker(_Closable):
@@ -440,3 +444,7 @@ class Broker(_Closable):
     def workers(self) -> list[WorkerInfo]:
         """The workers whose heartbeat has not expired."""
         raise NotSupported(f"the {self.name} broker keeps no worker heartbeats")
+
+    def fire_store(self, namespace: str) -> FireStore:
+        """The record of schedule fires for ``namespace`` (brokerq.schedule); one per scheduler."""
+        raise NotSupported(f"the {self.name} broker cannot run schedules")

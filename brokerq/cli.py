@@ -29,13 +29,16 @@ from typing import Any, TypeVar
 
 import click
 
+from brokerq import cli_schedule
 from brokerq import config as config_mod
 from brokerq.broker import Broker
 from brokerq.duration import parse_duration
 from brokerq.errors import BrokerError, BrokerqError, ConfigError, NotSupported
 from brokerq.handler import import_handler
-from brokerq.middleware import LoggingMiddleware, Middleware
+from brokerq.heartbeat import Heartbeat, queue_of
+from brokerq.middleware import LoggingMiddleware, Metrics, Middleware
 from brokerq.supervisor import Supervisor
+from brokerq.web.command import web as web_command
 from brokerq.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -142,9 +145,13 @@ def main() -> None:
     default=None,
     help="Worker processes under one supervisor (overrides the config's processes:).",
 )
+@click.option("--no-schedules", is_flag=True, help="Do not run the config's schedules here.")
 @errors_to_exit
-def run(config: str, log_level: str | None, processes: int | None) -> None:
+def run(config: str, log_level: str | None, processes: int | None, no_schedules: bool) -> None:
     """Run the consumer process described by CONFIG until SIGTERM/SIGINT.
+
+    The config's schedules run beside the worker (any number of processes may: each tick is
+    enqueued exactly once); --no-schedules leaves them to others.
 
     The first signal stops fetching and waits up to shutdown_timeout for running handlers;
     a second signal exits at once (unfinished messages are not acked and come back).
@@ -158,16 +165,31 @@ def run(config: str, log_level: str | None, processes: int | None) -> None:
         args = ["run", config, "--processes", "1"] + (
             ["--log-level", log_level] if log_level else []
         )
+        if no_schedules:  # else every child runs the schedules: each tick still fires once
+            args.append("--no-schedules")
         sys.exit(Supervisor(args, count, cfg.shutdown_timeout).run())
     handler = cfg.build_handler()
     with cfg.build_broker() as broker:
         broker.check()
+        counts = Metrics()  # the heartbeat reports jobs handled (the dashboard's throughput)
         worker = Worker(
-            broker.source, middleware=_middleware(cfg.middleware), **cfg.worker_options(broker)
+            broker.source,
+            middleware=[*_middleware(cfg.middleware), counts],
+            **cfg.worker_options(broker),
         )
         _install_signals(worker)
         logger.info("%s: consuming from %s with %s", cfg.name, cfg.broker_name, handler.name)
-        worker.consume(handler)
+        beat = Heartbeat(
+            broker,
+            name=cfg.name,
+            queue=queue_of(cfg.broker_config),
+            concurrency=worker.concurrency,
+            in_flight=lambda: worker.in_flight,
+            processed=lambda: counts.processed + counts.failed,
+        )
+        # `brokerq web` lists live workers from the heartbeat (brokerq.heartbeat)
+        with cli_schedule.beside(cfg, broker, enabled=not no_schedules), beat:
+            worker.consume(handler)
 
 
 def _install_signals(worker: Worker) -> None:
@@ -288,3 +310,7 @@ def dead(config: str, requeue: bool, purge: bool, refs: tuple[str, ...], limit: 
                     f"{d.ref or d.message.id}\tattempt={d.message.attempt}\t{d.error}\t{value[:80]}"
                 )
             click.echo(f"{len(letters)} dead letter(s)")
+
+
+cli_schedule.register(main, errors_to_exit, _setup_logging)
+main.add_command(web_command)  # brokerq web: the dashboard (brokerq/web/command.py)

@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -41,6 +42,7 @@ from brokerq.ratelimit import RateLimitConfig, RateLimits
 from brokerq.registry import broker_class, sections
 from brokerq.retry import RetryPolicy
 from brokerq.routing import Router
+from brokerq.schedule.spec import Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,15 @@ class WorkerConfig(BaseModel):
     shutdown_timeout: Duration = 30.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     middleware: list[str] = Field(default_factory=list, description="module:Class, in order")
+    schedules: list[Schedule] = Field(
+        default_factory=list, description="periodic jobs fired into this broker"
+    )
+    schedules_from: str | None = Field(
+        default=None, description="module:function returning more schedules (re-read live)"
+    )
+    sync_interval: Duration = Field(
+        default=60.0, gt=0, description="how often schedules_from is re-read"
+    )
     rate_limit: RateLimitConfig | None = None
     batch: BatchConfig | None = Field(
         default=None, description="batch handlers: {max_size, max_wait}"
@@ -113,6 +124,15 @@ class WorkerConfig(BaseModel):
     _section: str = PrivateAttr(default="")
     _broker_name: str = PrivateAttr(default="")
     _broker_config: BaseModel | None = PrivateAttr(default=None)
+
+    @field_validator("schedules")
+    @classmethod
+    def _unique_schedules(cls, value: list[Schedule]) -> list[Schedule]:
+        names = [s.name for s in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"schedule name {dupes[0]!r} is used twice")
+        return value
 
     @property
     def section(self) -> str:

@@ -58,6 +58,8 @@ class MiddlewareChain:
     def __init__(self, middleware: Sequence[Middleware] = ()) -> None:
         self._before = list(middleware)
         self._after = list(reversed(self._before))
+        self.has_before = any(_overrides(m, "before_process") for m in self._before)
+        self.has_after = any(_overrides(m, "after_process") for m in self._before)
         self._before_push = [m for m in self._before if _overrides(m, "before_push")]
         self._after_push = [m for m in self._after if _overrides(m, "after_push")]
         self.push_hooks = bool(self._before_push or self._after_push)

@@ -17,7 +17,7 @@ from typing import Any
 
 from brokerq.broker import Delivery, Source
 from brokerq.middleware import MiddlewareChain
-from brokerq.outcome import OK, RETRY, Failure, Outcome, crashed, decide, poison
+from brokerq.outcome import OK, OUTCOME_OK, RETRY, Failure, Outcome, crashed, decide, poison
 from brokerq.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -38,10 +38,11 @@ class Settler:
         """Settle ``delivery`` without running its handler when a kept verdict or the poison
         rule decides it; return the outcome kind, or None when the handler must run."""
         msg = delivery.message
-        with self._lock:
-            verdict = self._verdicts.pop(msg.id, None)
-        if verdict is not None:
-            return self.carry_out(source, delivery, verdict)
+        if self._verdicts:  # rare: read without the lock first, it runs for every message
+            with self._lock:
+                verdict = self._verdicts.pop(msg.id, None)
+            if verdict is not None:
+                return self.carry_out(source, delivery, verdict)
         if msg.attempt > self.policy.max_attempts:
             kind = self.carry_out(source, delivery, poison(msg, self.policy.max_attempts))
             self.middleware.after(msg, kind, crashed(msg, self.policy.max_attempts))
@@ -51,6 +52,14 @@ class Settler:
     def finish(self, source: Source, delivery: Delivery[Any], error: BaseException | None) -> str:
         """Decide the outcome of a handling that ended with ``error``, carry it out, run the
         after-hooks; return the outcome kind."""
+        if error is None:  # the common case, kept lean
+            try:
+                source.ack(delivery)
+            except Exception:
+                self.carry_out(source, delivery, OUTCOME_OK)
+            if self.middleware.has_after:
+                self.middleware.after(delivery.message, OK, None)
+            return OK
         outcome = decide(delivery.message, error, self.policy)
         self.carry_out(source, delivery, outcome)
         self.middleware.after(delivery.message, outcome.kind, error)

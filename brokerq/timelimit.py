@@ -30,6 +30,7 @@ from brokerq.errors import TimeLimitExceeded
 
 logger = logging.getLogger(__name__)
 
+_monotonic = time.monotonic
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
 # The same C function, called with NULL to clear an exception that was set but not raised
@@ -40,28 +41,30 @@ _clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void
 
 
 class Slot:
-    """One worker thread's place; touched by that thread and the watchdog, under ``lock``."""
+    """One worker thread's place. Its thread sets ``current`` while a handler runs and
+    clears it in ``leave`` (one assignment each, no lock on that path: it runs for every
+    message). The watchdog interrupts under ``lock`` in this order: raise ``interrupted``,
+    check that ``current`` is still the handling it timed, fire (or lower the flag again).
+    ``leave`` clears ``current`` and then reads ``interrupted``: when set, it takes the lock
+    and clears a fired exception, so one never lands after ``leave`` returned."""
 
-    __slots__ = (
-        "abandoned",
-        "deliveries",
-        "interrupted",
-        "is_async",
-        "limit",
-        "lock",
-        "started",
-        "thread_id",
-    )
+    __slots__ = ("abandoned", "current", "interrupted", "lock", "thread_id", "unix_offset")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.thread_id = 0
-        self.deliveries: list[Delivery[Any]] = []
-        self.started = 0.0  # monotonic
-        self.limit: float | None = None
-        self.is_async = False
+        # unix time = monotonic + unix_offset: one clock read per message, not two (a clock
+        # read costs more than the rest of enter/leave together)
+        self.unix_offset = time.time() - time.monotonic()
+        # (deliveries, started (monotonic), limit, is_async) while a handler runs
+        self.current: tuple[list[Delivery[Any]], float, float | None, bool] | None = None
         self.interrupted = False
         self.abandoned = False
+
+    @property
+    def deliveries(self) -> list[Delivery[Any]]:
+        current = self.current
+        return current[0] if current is not None else []
 
     def enter(
         self,
@@ -71,17 +74,12 @@ class Slot:
         is_async: bool,
     ) -> None:
         """The handler is about to run ``deliveries`` (called on the slot's own thread)."""
-        with self.lock:
-            self.thread_id = threading.get_ident()
-            self.deliveries = deliveries
-            self.started = time.monotonic()
-            self.limit = limit
-            self.is_async = is_async
-            self.interrupted = False
-            if limit is not None:
-                deadline = time.time() + limit + grace
-                for delivery in deliveries:
-                    delivery.deadline = deadline
+        started = _monotonic()
+        if limit is not None:
+            deadline = started + self.unix_offset + limit + grace
+            for delivery in deliveries:
+                delivery.deadline = deadline
+        self.current = (deliveries, started, limit, is_async)
 
     def leave(self) -> bool:
         """The handler returned or raised; True when its time limit was hit meanwhile.
@@ -89,13 +87,15 @@ class Slot:
         Clears a ``TimeLimitExceeded`` that was set but not raised yet, so it can never
         escape into the worker's own code.
         """
-        with self.lock:
-            interrupted = self.interrupted
-            if interrupted:
-                _clear_async_exc(self.thread_id, None)
-            self.deliveries = []
+        self.current = None
+        if not self.interrupted:
+            return False
+        with self.lock:  # the watchdog may be between its check and its fire
+            if not self.interrupted:
+                return False
+            _clear_async_exc(self.thread_id, None)
             self.interrupted = False
-            return interrupted
+            return True
 
 
 class Watchdog:
@@ -133,25 +133,29 @@ class Watchdog:
                     logger.exception("time-limit check failed")
 
     def _check(self, slot: Slot, now: float) -> None:
+        current = slot.current
+        if current is None or slot.abandoned:
+            return
+        deliveries, started, limit, is_async = current
+        if limit is None or now - started < limit:
+            return
         abandon: list[Delivery[Any]] = []
         with slot.lock:
-            deliveries, limit = slot.deliveries, slot.limit
-            if not deliveries or limit is None or slot.abandoned:
-                return
-            over = now - slot.started - limit
-            if over < 0:
-                return
-            if not slot.interrupted and not slot.is_async:
-                slot.interrupted = True
+            over = now - started - limit
+            if not slot.interrupted and not is_async:
+                slot.interrupted = True  # before the check: see Slot
+                if slot.current is not current:  # finished meanwhile
+                    slot.interrupted = False
+                    return
                 logger.warning(
                     "message %s: handler past its time limit of %.3gs, interrupting it",
                     deliveries[0].message.id,
                     limit,
                 )
                 _set_async_exc(slot.thread_id, TimeLimitExceeded)
-            elif over >= self.grace:
+            elif over >= self.grace and slot.current is current:
                 slot.abandoned = True
-                slot.deliveries = []
+                slot.current = None
                 abandon = deliveries
         if abandon:
             logger.error(

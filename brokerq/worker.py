@@ -109,7 +109,7 @@ class Worker(Consumer):
         self._paused = threading.Event()
         self.rate_limits = rate_limits
         self._stopping = threading.Event()
-        self._abandoned = threading.Event()
+        self._abandoned_flag = False  # shutdown gave up on running handlers
         self._failure: BaseException | None = None
         self._settler = Settler(self.retry_policy, self.middleware)
         self._lock = threading.Lock()
@@ -134,7 +134,7 @@ class Worker(Consumer):
         source = self._open_source()
         self._source, self._call = source, call
         self._stopping.clear()
-        self._abandoned.clear()
+        self._abandoned_flag = False
         self._failure = None
         self._workers = []
         for _ in range(self.concurrency):
@@ -229,7 +229,7 @@ class Worker(Consumer):
             t.join(max(0.0, deadline - time.monotonic()))
         alive = sum(t.is_alive() for t in threads)
         if alive:
-            self._abandoned.set()
+            self._abandoned_flag = True
             logger.warning(
                 "%d handler(s) still running after shutdown_timeout=%.1fs; "
                 "their messages are not acked and will be delivered again",
@@ -248,14 +248,17 @@ class Worker(Consumer):
         if isinstance(call, BatchHandler):
             self._work_batches(slot, call)
             return
+        slot.thread_id = threading.get_ident()
         stopping = self._stopping
+        is_stopping, is_paused = stopping.is_set, self._paused.is_set
+        receive, process = source.receive, self.process
         timeout = self.receive_timeout
-        while not stopping.is_set() and not slot.abandoned:
-            if self._paused.is_set():
+        while not is_stopping() and not slot.abandoned:
+            if is_paused():
                 stopping.wait(PAUSE_POLL / 2)
                 continue
             try:
-                delivery = source.receive(timeout)
+                delivery = receive(timeout)
             except Exception as e:
                 logger.error("receiving failed, stopping the worker: %s", describe(e))
                 self._failure = self._failure or e
@@ -263,14 +266,15 @@ class Worker(Consumer):
                 return
             if delivery is None:
                 continue
-            if stopping.is_set() or self._paused.is_set():
+            if is_stopping() or is_paused():
                 release(source, delivery)  # received just before a stop or a pause
                 continue
-            self.process(source, call, delivery, slot)
+            process(source, call, delivery, slot)
 
     def _work_batches(self, slot: Slot, call: BatchHandler) -> None:
         source = self._source
         assert source is not None
+        slot.thread_id = threading.get_ident()
         stopping = self._stopping
         max_size, max_wait = call.config.max_size, call.config.max_wait
         while not stopping.is_set() and not slot.abandoned:
@@ -312,8 +316,9 @@ class Worker(Consumer):
             release(source, delivery)  # stopped while waiting for the rate limit
             return "released"
         slot = slot or Slot()
-        limit = time_limit_of(msg.headers) or self.time_limit
-        self.middleware.before(msg)
+        limit = (msg.headers and time_limit_of(msg.headers)) or self.time_limit
+        if self.middleware.has_before:
+            self.middleware.before(msg)
         error: BaseException | None = None
         try:
             handler = call.pick(msg) if isinstance(call, Router) else call
@@ -325,7 +330,7 @@ class Worker(Consumer):
                     error = exceeded(limit)
         except BaseException as e:  # SystemExit too: a failure of this message, not of us
             error = error or e
-        if slot.abandoned or self._abandoned.is_set():
+        if slot.abandoned or self._abandoned_flag:
             return DEAD  # the watchdog or shutdown settled (or gave up on) this delivery
         return self._settler.finish(source, delivery, error)
 
@@ -359,7 +364,7 @@ class Worker(Consumer):
                     error = exceeded(limit)
         except BaseException as e:
             error = error or e
-        if slot.abandoned or self._abandoned.is_set():
+        if slot.abandoned or self._abandoned_flag:
             return
         failed = item_errors(error, len(todo))
         for i, d in enumerate(todo):

@@ -13,19 +13,22 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import greenstalk
 
-from brokerq.broker import Broker, DeadLetter, Source
+from brokerq.broker import Broker, DeadLetter, Source, WorkerInfo
 from brokerq.broker import Producer as PushProducer
 from brokerq.errors import ConnectionFailed, DecodeError
 from brokerq.message import Message
-from brokerq_beanstalk import codec
+from brokerq_beanstalk import codec, workers
 from brokerq_beanstalk.config import Beanstalk, DqConf, split_endpoint
 from brokerq_beanstalk.consumer import make_source
 from brokerq_beanstalk.guard import Guard
 from brokerq_beanstalk.producer import Producer, PushAdapter
+
+if TYPE_CHECKING:
+    from brokerq_beanstalk.fires import BeanstalkFireStore
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,12 @@ class BeanstalkBroker(Broker):
     def source(self, prefetch: int | None = None) -> Source:
         return make_source(self.conf)
 
+    def fire_store(self, namespace: str) -> BeanstalkFireStore:
+        """Schedule fires claimed in Redis, written to beanstalkd (brokerq_beanstalk.fires)."""
+        from brokerq_beanstalk.fires import BeanstalkFireStore
+
+        return BeanstalkFireStore(self.conf, namespace)
+
     def worker_options(self) -> dict[str, Any]:
         """Deprecated ``dq.concurrency`` / ``dq.retry``, when written in the section."""
         written = self.conf.model_fields_set
@@ -77,6 +86,18 @@ class BeanstalkBroker(Broker):
         if self._guard is not None:
             self._guard.close()
             self._guard = None
+
+    # -- live workers (brokerq.heartbeat) ---------------------------------------------------
+    def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """A Redis key per worker with a ``ttl`` expiry (brokerq_beanstalk.workers)."""
+        workers.beat(self.guard.client, self.conf.redis.prefix, self._tube, info, ttl)
+
+    def workers(self) -> list[WorkerInfo]:
+        return workers.live(self.guard.client, self.conf.redis.prefix, self._tube)
+
+    @property
+    def _tube(self) -> str:
+        return self.conf.beanstalks[0].tube if self.conf.beanstalks else ""
 
     # -- admin ------------------------------------------------------------------------------
     @contextmanager

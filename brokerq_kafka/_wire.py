@@ -35,7 +35,11 @@ DUE = "brokerq-due"  # retry records: unix seconds before which the attempt must
 ORIGINAL_SIZE = "brokerq-original-size"  # dead letters cut to fit: the value's size in bytes
 SHA256 = "brokerq-sha256"  # dead letters cut to fit: hex sha256 of the whole value
 _ORIGIN = (TOPIC, PARTITION, OFFSET)
-_PASSED = (core.TYPE, core.TIME_LIMIT, core.SCHEDULE, core.FIRE_TIME)  # reach the handler
+TRANSPORT = frozenset(
+    {ID, ATTEMPT, ERROR, ERROR_TYPE, TRACEBACK, *_ORIGIN, FAILED_AT, DUE, ORIGINAL_SIZE, SHA256}
+)
+"""Headers the kq transport keeps for itself; other ``brokerq-`` headers (brokerq.headers:
+type, time limit, schedule, fire time) reach the handler in ``Message.headers``."""
 
 Headers = list[tuple[str, Any]]
 
@@ -93,7 +97,7 @@ def decode(record: Any, id_prefix: str | None = None, crashes: int = 0) -> Decod
             text = value.decode() if value is not None else ""
             if name == ID:
                 msg_id = text
-            elif not name.startswith(PREFIX) or name in _PASSED:
+            elif name not in TRANSPORT:
                 user[name] = text
             elif name == ATTEMPT:
                 attempt = int(text)
@@ -139,7 +143,7 @@ def header_list(raw: Any) -> Headers:
 
 def user_headers(raw: Sequence[tuple[str, Any]] | None) -> Headers:
     """The headers of a raw record that are not brokerq metadata (kept as bytes)."""
-    return [(n, v) for n, v in raw or () if not n.startswith(PREFIX) or n in _PASSED]
+    return [(n, v) for n, v in raw or () if n not in TRANSPORT]
 
 
 def _failure_headers(failure: str, traceback_limit: int) -> Headers:
@@ -207,7 +211,7 @@ def decode_dead(record: Any) -> DeadRecord:
     meta: dict[str, str] = {}
     for name, value in record.headers() or []:
         text = value.decode(errors="replace") if value is not None else ""
-        (meta if name.startswith(PREFIX) and name not in _PASSED else user)[name] = text
+        (meta if name in TRANSPORT else user)[name] = text
     coords = f"{record.topic()}/{record.partition()}/{record.offset()}"
     try:
         attempt = int(meta.get(ATTEMPT, "1"))
@@ -241,7 +245,7 @@ def decode_dead(record: Any) -> DeadRecord:
 def republish_headers(record: Any) -> Headers:
     """Headers for putting a dead letter back on the main topic: the user's, and its id
     (attempt back to 1)."""
-    return [(n, v) for n, v in record.headers() or [] if not n.startswith(PREFIX) or n == ID]
+    return [(n, v) for n, v in record.headers() or [] if n not in TRANSPORT or n == ID]
 
 
 def reported_message(record: Any) -> Message:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import BaseModel
 
-from brokerq.broker import Broker, Capabilities, DeadLetter
+from brokerq.broker import Broker, Capabilities, DeadLetter, WorkerInfo
 from brokerq.errors import ConfigError, ConnectionFailed
 from brokerq_kafka import _wire
 from brokerq_kafka._dlqadmin import DeadLetterAdmin, make_ref
@@ -18,6 +18,10 @@ from brokerq_kafka._errors import translate
 from brokerq_kafka.config import KqConf
 from brokerq_kafka.pusher import Pusher
 from brokerq_kafka.source import KafkaSource
+from brokerq_kafka.workers import members
+
+if TYPE_CHECKING:
+    from brokerq_kafka.fires import KafkaFireStore
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +64,12 @@ class KafkaBroker(Broker):
 
     def source(self, prefetch: int | None = None) -> KafkaSource:
         return KafkaSource(self.conf, prefetch=prefetch)
+
+    def fire_store(self, namespace: str) -> KafkaFireStore:
+        """Schedule fires by one fenced transactional writer (brokerq_kafka.fires)."""
+        from brokerq_kafka.fires import KafkaFireStore
+
+        return KafkaFireStore(self.conf, namespace)
 
     def worker_options(self) -> dict[str, Any]:
         """Deprecated ``kq.processors`` / ``kq.retry``, when written in the section."""
@@ -217,6 +227,14 @@ class KafkaBroker(Broker):
             except (KafkaException, ValueError, TypeError) as e:
                 raise translate(e, f"kafka client config for {self.conf.topic!r}") from e
         return self._reader
+
+    # -- live workers (brokerq.heartbeat) ---------------------------------------------------
+    def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """Nothing to write: each consumer heartbeats to its group coordinator by itself."""
+
+    def workers(self) -> list[WorkerInfo]:
+        """The consumer group's live members (brokerq_kafka.workers)."""
+        return members(self.conf.client("admin"), self.conf.group, self.conf.topic)
 
     def _dlq(self) -> DeadLetterAdmin:
         if self._admin is None:

@@ -22,7 +22,7 @@ from brokerq.errors import ConfigError
 
 LIBRDKAFKA_LOGGER = logging.getLogger("brokerq_kafka.librdkafka")
 
-Role = Literal["durable", "producer", "consumer", "reader"]
+Role = Literal["durable", "producer", "consumer", "reader", "admin"]
 
 DURABLE: dict[str, Any] = {"acks": "all", "enable.idempotence": True}
 MANUAL_COMMIT: dict[str, Any] = {"enable.auto.commit": False, "enable.auto.offset.store": False}
@@ -32,6 +32,7 @@ _GUARANTEES: dict[str, dict[str, Any]] = {
     "producer": {},
     "consumer": MANUAL_COMMIT,
     "reader": MANUAL_COMMIT,
+    "admin": {},
 }
 
 

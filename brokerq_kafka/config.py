@@ -137,6 +137,26 @@ class KqConf(BaseModel):
             internal={"group.id": group, **internal},
         )
 
+    def client(
+        self,
+        role: clientconf.Role,
+        defaults: dict[str, Any] | None = None,
+        internal: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Any other client's config (schedules, admin clients): ``defaults`` <
+        ``client_config`` < the role's guarantees < ``internal`` (brokerq_kafka.clientconf)."""
+        conf = clientconf.build(
+            role,
+            bootstrap=self.bootstrap,
+            user=self.client_config,
+            defaults=defaults,
+            security=self.security(),
+            internal=internal,
+        )
+        if role == "admin":
+            conf.pop("logger", None)
+        return conf
+
     def writer_config(self, **internal: Any) -> dict[str, Any]:
         """A durable producer (dead letters, retry records): acks=all, idempotent."""
         return clientconf.build(

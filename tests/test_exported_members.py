@@ -10,7 +10,14 @@ import pytest
 
 @pytest.mark.parametrize(
     "package",
-    ["brokerq", "brokerq.embedded", "brokerq.testing", "brokerq_kafka", "brokerq_beanstalk"],
+    [
+        "brokerq",
+        "brokerq.embedded",
+        "brokerq.schedule",
+        "brokerq.testing",
+        "brokerq_kafka",
+        "brokerq_beanstalk",
+    ],
 )
 def test_all_is_complete_and_importable(package: str) -> None:
     module = importlib.import_module(package)

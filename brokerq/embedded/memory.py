@@ -25,13 +25,16 @@ from brokerq.broker import (
     Delivery,
     Producer,
     Source,
+    WorkerInfo,
     refuse_options,
 )
+from brokerq.embedded._workers import LiveWorkers
 from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError
 from brokerq.headers import with_options
 from brokerq.message import Message, to_bytes
 from brokerq.ratelimit import LocalRateLimiter
+from brokerq.schedule.store import FireStore
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class MemoryBroker(Broker):
         self._seq = itertools.count()
         self._tokens = itertools.count(1)
         self._closed = False
+        self._live = LiveWorkers()
 
     # -- building blocks ---------------------------------------------------------------------
     def producer(self) -> MemoryProducer:
@@ -77,6 +81,13 @@ class MemoryBroker(Broker):
 
     def source(self, prefetch: int | None = None) -> MemorySource:
         return MemorySource(self)
+
+    def fire_store(self, namespace: str) -> FireStore:
+        """Schedule fire records in this broker (brokerq.embedded.fires)."""
+        from brokerq.embedded.fires import MemoryFireRecords, MemoryFireStore
+
+        records = self.__dict__.setdefault("_fire_records", MemoryFireRecords())
+        return MemoryFireStore(namespace, records, self._enqueue)
 
     def rate_limiter(self) -> LocalRateLimiter:
         """Counts in this process: every worker of a memory broker lives in it."""
@@ -95,6 +106,14 @@ class MemoryBroker(Broker):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+    # -- live workers (brokerq.heartbeat) ---------------------------------------------------
+    def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """Keep ``info`` for ``ttl`` seconds (in this process only, like every memory job)."""
+        self._live.beat(info, ttl)
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._live.live()
 
     # -- inspection --------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:

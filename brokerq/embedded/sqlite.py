@@ -36,13 +36,16 @@ from brokerq.broker import (
     Delivery,
     Producer,
     Source,
+    WorkerInfo,
     refuse_options,
 )
 from brokerq.embedded import _sqlite_db as sql
+from brokerq.embedded import _workers
 from brokerq.embedded.config import EmbeddedConf
 from brokerq.errors import BrokerError, ConfigError, ConnectionFailed, DeliveryError
 from brokerq.headers import with_options
 from brokerq.message import Message, new_id, to_bytes
+from brokerq.schedule.store import FireStore
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +110,13 @@ class SqliteBroker(Broker):
     def source(self, prefetch: int | None = None) -> SqliteSource:
         return self._child(SqliteSource(self))
 
+    def fire_store(self, namespace: str) -> FireStore:
+        """Schedule fire records in this broker (brokerq.embedded.fires)."""
+        from brokerq.embedded.fires import SqliteFireStore
+
+        conf = self.config
+        return SqliteFireStore(conf.path, conf.synchronous, conf.queue, namespace, self._notify)
+
     def _child(self, child: _C) -> _C:
         self._children.add(child)
         return child
@@ -122,6 +132,17 @@ class SqliteBroker(Broker):
             child.close()
         self._admin.close()
         self._notify()
+
+    # -- live workers (brokerq.heartbeat) ---------------------------------------------------
+    def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """Upsert this worker's row in the ``workers`` table, live for ``ttl`` seconds."""
+        with self._admin.use("heartbeat") as conn:
+            _workers.sqlite_beat(conn, self.queue, info, ttl)
+
+    def workers(self) -> list[WorkerInfo]:
+        """Workers of this queue whose heartbeat row has not expired."""
+        with self._admin.use("workers") as conn:
+            return _workers.sqlite_live(conn, self.queue)
 
     # -- wakeups inside one process ----------------------------------------------------------
     def _notify(self) -> None:
