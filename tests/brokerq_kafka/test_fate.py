@@ -219,6 +219,8 @@ def test_a_handler_that_kills_its_process_is_dead_lettered(
         assert len(letters) == 1, f"not dead-lettered after {deaths} deaths"
         assert letters[0].message.value == b"killer"
         assert "WorkerCrashed" in letters[0].error
+        # the process that dead-lettered it may have idled out first: one more for the rest
+        assert spawn(conf, out, *opts, "--idle-exit", "8").wait(120) == 0
         assert wait_for(lambda: broker.stats()["pending"] == 0, timeout=30)
     finally:
         broker.close()
