@@ -79,17 +79,37 @@ def build(
 
 
 def security_config(
-    username: str | None, password: str | None, mechanism: str, ca_file: str | None
+    username: str | None,
+    password: str | None,
+    mechanism: str,
+    ca_file: str | None,
+    *,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    tls: bool | None = None,
+    check_hostname: bool = True,
 ) -> dict[str, Any]:
-    """SASL (PLAIN / SCRAM) and TLS keys; TLS always verifies the server certificate."""
+    """SASL (PLAIN / SCRAM) and TLS keys.
+
+    TLS is on with ``tls`` or when a CA or client certificate is given; it always verifies the
+    broker's certificate (``enable.ssl.certificate.verification``) and, unless
+    ``check_hostname`` is False, its host name (``ssl.endpoint.identification.algorithm=https``).
+    """
     conf: dict[str, Any] = {}
+    use_tls = bool(tls) if tls is not None else bool(ca_file or cert_file)
     if username is not None:
-        conf["security.protocol"] = "SASL_SSL" if ca_file else "SASL_PLAINTEXT"
+        conf["security.protocol"] = "SASL_SSL" if use_tls else "SASL_PLAINTEXT"
         conf["sasl.mechanism"] = mechanism
         conf["sasl.username"] = username
         conf["sasl.password"] = password
-    elif ca_file:
+    elif use_tls:
         conf["security.protocol"] = "SSL"
+    if use_tls:
+        conf["enable.ssl.certificate.verification"] = True
+        conf["ssl.endpoint.identification.algorithm"] = "https" if check_hostname else "none"
     if ca_file:
         conf["ssl.ca.location"] = ca_file
+    if cert_file:
+        conf["ssl.certificate.location"] = cert_file
+        conf["ssl.key.location"] = key_file
     return conf

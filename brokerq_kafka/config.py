@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from brokerq.duration import Duration
 from brokerq.retry import RetryPolicy
+from brokerq.secrets import read_secret_file, register
 from brokerq_kafka import clientconf
 from brokerq_kafka.clientconf import LIBRDKAFKA_LOGGER, security_config
 
@@ -36,10 +37,21 @@ class KqConf(BaseModel):
     processors: int = Field(default=8, ge=1, description="handler threads per consumer")
     min_bytes: int | None = Field(default=None, ge=1, description="fetch.min.bytes")
     max_bytes: int | None = Field(default=None, ge=1, description="fetch.max.bytes")
-    username: str | None = None
-    password: str | None = None
+    username: str | None = Field(default=None, description="SASL user")
+    password: str | None = Field(default=None, repr=False, description="SASL password")
+    password_file: str | None = Field(
+        default=None, description="file holding the SASL password (instead of password)"
+    )
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    ca_file: str | None = Field(default=None, description="CA bundle; enables TLS (verified)")
+    ca_file: str | None = Field(default=None, description="CA bundle (PEM); enables TLS")
+    cert_file: str | None = Field(default=None, description="client certificate (PEM); TLS")
+    key_file: str | None = Field(default=None, description="client private key (PEM)")
+    tls: bool | None = Field(
+        default=None, description="TLS with the system CAs; implied by ca_file / cert_file"
+    )
+    ssl_check_hostname: bool = Field(
+        default=True, description="verify the broker's host name against its certificate"
+    )
     key_ordering: bool = Field(
         default=False, description="same key: never concurrently, always in order"
     )
@@ -78,8 +90,15 @@ class KqConf(BaseModel):
         self.retry_tiers = sorted({float(t) for t in self.retry_tiers})
         if self.retry_tiers[0] < 0:
             raise ValueError("retry_tiers must not be negative")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        if self.password_file is not None:
+            self.password = read_secret_file(self.password_file)
+        register(self.password)
         if (self.username is None) != (self.password is None):
-            raise ValueError("username and password must be given together")
+            raise ValueError("username and password (or password_file) must be given together")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
         return self
 
     # -- librdkafka mapping (brokerq_kafka.clientconf: defaults < client_config < guarantees) --
@@ -88,7 +107,17 @@ class KqConf(BaseModel):
         return ",".join(self.brokers)
 
     def security(self) -> dict[str, Any]:
-        return security_config(self.username, self.password, self.sasl_mechanism, self.ca_file)
+        """The SASL / TLS librdkafka keys of this section (see ``security_config``)."""
+        return security_config(
+            self.username,
+            self.password,
+            self.sasl_mechanism,
+            self.ca_file,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+            tls=self.tls,
+            check_hostname=self.ssl_check_hostname,
+        )
 
     def producer_options(self) -> dict[str, Any]:
         """Keyword options for ``Pusher`` implied by this section."""

@@ -338,6 +338,8 @@ class Poller:
             consumer.assign(start)
         if self._room_paused:
             consumer.pause(partitions)
+        else:  # librdkafka keeps a partition's pause across lost + reassigned: clear it
+            consumer.resume(partitions)
         logger.info(
             "kafka %s assigned %s", self.topic, [f"{p.topic}[{p.partition}]" for p in partitions]
         )
