@@ -27,7 +27,12 @@ from brokerq_kafka.config import KqConf
 logger = logging.getLogger(__name__)
 
 #: (value bytes kept, traceback characters kept) for each try at writing a dead letter.
-CUTS: tuple[tuple[int | None, int], ...] = ((None, 16_384), (65_536, 4_096), (4_096, 1_024), (0, 256))
+CUTS: tuple[tuple[int | None, int], ...] = (
+    (None, 16_384),
+    (65_536, 4_096),
+    (4_096, 1_024),
+    (0, 256),
+)
 
 
 class DurableWriter:
