@@ -56,6 +56,7 @@ class Dispatcher(Generic[T]):
         self._waiting = 0  # items parked in lanes
         self._seq = itertools.count()
         self._closed = False
+        self._room_waiters = 0  # fillers blocked in wait_room: only then is room signalled
 
     # -- filling ------------------------------------------------------------------------------
     def put(self, item: T, due: float | None = None, *, holds_key: bool = False) -> None:
@@ -97,11 +98,24 @@ class Dispatcher(Generic[T]):
         with self._room:
             if len(self) < self.capacity:
                 return True
-            return self._room.wait_for(lambda: self._closed or len(self) <= self.low_water, timeout)
+            self._room_waiters += 1
+            try:
+                return self._room.wait_for(
+                    lambda: self._closed or len(self) <= self.low_water, timeout
+                )
+            finally:
+                self._room_waiters -= 1
 
     # -- taking -------------------------------------------------------------------------------
     def get(self, timeout: float) -> T | None:
         """The next item that may go out, waiting up to ``timeout`` seconds; None if none."""
+        if self._key_of is None and self._priority_of is None:
+            with self._cond:  # the hot path of a plain stream: one lock, one popleft
+                if self._fifo and not self._delayed and not self._closed:
+                    item = self._fifo.popleft()[0]
+                    if self._room_waiters and len(self) <= self.low_water:
+                        self._room.notify_all()
+                    return item
         got = self.get_many(1, timeout)
         return got[0] if got else None
 
