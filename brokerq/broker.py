@@ -398,6 +398,11 @@ class Broker(_Closable):
     def check(self) -> None:
         """Raise ConnectionFailed (naming the endpoint) unless the broker answers."""
 
+    def check_notes(self) -> list[str]:
+        """Things worth telling after a ``check`` that passed (a topic the first push will
+        create, a node down that the others cover); ``brokerq check`` prints them."""
+        return []
+
     def stats(self) -> dict[str, int]:
         """Counts such as pending, delayed, in_flight, dead (what the backend knows)."""
         raise NotSupported(f"the {self.name} broker keeps no stats")

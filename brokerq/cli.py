@@ -251,6 +251,9 @@ def check(config: str) -> None:
     with cfg.build_broker() as broker:
         broker.check()
         cfg.worker_options(broker)  # what the broker cannot do (rate limits, ...) fails here
+        notes = broker.check_notes()
+    for note in notes:
+        click.echo(f"brokerq: note: {note}", err=True)
     click.echo(f"ok: {config}: {cfg.broker_name} broker reachable, handler {handler.name} imported")
 
 

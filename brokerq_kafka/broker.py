@@ -134,6 +134,10 @@ class KafkaBroker(Broker):
                 return f"{host}:{port}: {precise}"
         return text
 
+    def check_notes(self) -> list[str]:
+        problem = self.missing_topic()
+        return [problem] if problem else []
+
     def missing_topic(self) -> str | None:
         """What is wrong with the topic (it does not exist yet, and whether the broker will
         create it on the first push), or None when it exists. ConnectionFailed when no

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +63,21 @@ def test_topic_created_after_the_worker_started_is_read_from_its_start(
     assert sorted(seen) == [f"m{i}".encode() for i in range(5)]
     with KafkaBroker(late_conf) as broker:
         assert broker.missing_topic() is None
+
+
+def test_brokerq_check_says_the_topic_is_missing(late_conf: KqConf, tmp_path: Path) -> None:
+    config = tmp_path / "late.yaml"
+    config.write_text(
+        "kq:\n"
+        f"  brokers: [{late_conf.brokers[0]!r}]\n"
+        f"  group: {late_conf.group}\n"
+        f"  topic: {late_conf.topic}\n"
+        "handler: json:dumps\n"
+    )
+    brokerq = str(Path(sys.executable).with_name("brokerq"))
+    proc = subprocess.run(
+        [brokerq, "check", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "brokerq: note:" in proc.stderr and "does not exist yet" in proc.stderr
+    assert proc.stdout.startswith("ok: ")
