@@ -27,6 +27,9 @@ SIZES: dict[str, tuple[int, int]] = {
     "embedded": (20_000, 5_000),
     "rss": (1_000_000, 100_000),
     "worker": (200_000, 100_000),
+    # taskiq's kiq waits for each record's ack (send_and_wait): a smaller N, rates are rates
+    "peer.push.serial": (20_000, 5_000),
+    "kq.batch.rss": (500_000, 100_000),
 }
 
 
