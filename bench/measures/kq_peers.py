@@ -5,7 +5,8 @@ Push (100 B, acks=1, first call to last ack):
 - brokerq: ``Pusher.push`` per message, then ``flush()`` (its push is already batched by the
   client, and there is no separate batch call: the same figure stands on both push rows).
 - FastStream: ``await broker.publish(v, topic, no_confirm=True)`` per message, then the
-  futures awaited; batch: ``publish_batch(*500 values, no_confirm=True)``.
+  futures awaited; batch: ``publish_batch(*500 values, no_confirm=True)`` with
+  ``max_batch_size`` 256 KiB (the default 16 KiB overflows at ~100 records).
 - taskiq: ``await task.kiq(v)`` per message (its broker sends each with ``send_and_wait``);
   batch: no batch call, so 500 ``kiq`` at a time under ``asyncio.gather``. Its records are
   taskiq's JSON envelope around the 100 B argument.
@@ -45,7 +46,9 @@ def faststream_push(n: int, topic: str, bootstrap: str, batch: bool = False) -> 
     from faststream.kafka import KafkaBroker
 
     async def main() -> float:
-        broker = KafkaBroker(bootstrap, acks=ACKS, logger=None)
+        # a batch of 500 x 100 B needs more than aiokafka's default 16 KiB batch buffer
+        size = {"max_batch_size": 256 * 1024} if batch else {}
+        broker = KafkaBroker(bootstrap, acks=ACKS, logger=None, **size)
         await broker.connect()
         value = payload(100)
         start = time.perf_counter()
@@ -105,10 +108,14 @@ def faststream_consume(
 
 # -- taskiq -----------------------------------------------------------------------------------
 def _taskiq(bootstrap: str, topic: str, counter: FirstToNth | None = None) -> tuple[Any, Any]:
+    from aiokafka.partitioner import DefaultPartitioner
     from taskiq_aio_kafka import AioKafkaBroker
 
     broker = AioKafkaBroker(bootstrap, kafka_topic=topic)
-    broker.configure_producer(acks=ACKS)
+    # taskiq-aio-kafka 1.0 defaults to kafka-python's DefaultPartitioner, which kafka-python
+    # 3 no longer makes callable ("object is not callable" on every kiq): aiokafka's own
+    # partitioner, the same murmur2 rule, through the broker's documented option
+    broker.configure_producer(acks=ACKS, partitioner=DefaultPartitioner())
 
     @broker.task(task_name="bench_noop")  # type: ignore[untyped-decorator]
     async def noop(value: str) -> None:
@@ -148,7 +155,14 @@ def taskiq_consume(n: int, topic: str, group: str, bootstrap: str) -> Figures:
     async def main() -> float:
         broker, _noop = _taskiq(bootstrap, topic, counter)
         broker.is_worker_process = True
-        broker.configure_consumer(group_id=group, auto_offset_reset="earliest")
+        # the same kafka-python 3 break for its default assignor: aiokafka's RoundRobin
+        from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+
+        broker.configure_consumer(
+            group_id=group,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RoundRobinPartitionAssignor,),
+        )
         await broker.startup()
         finish = asyncio.Event()
         receiver = Receiver(broker, run_startup=False)
@@ -189,13 +203,14 @@ def _label(what: str, peer: str) -> str:
 def run(r: Run) -> None:
     kafka = r.settings.kafka
     n_push = r.n("kq.push.100")
-    n_serial = r.n("peer.push.serial")
+    n_serial = r.n("peer.taskiq.serial")
+    n_tq = r.n("peer.taskiq")
     n = r.n("kq.consume")
     topics = {k: r.topic(f"peer{k}") for k in ("b", "fs", "fsb", "tq", "tqb")}
     filled = kq_batch.fill(r, "peercons", n)
     tq_topic = r.topic("peertqc")
-    r.progress.step(f"fill {tq_topic} with {n:,} taskiq messages")
-    run_python(taskiq_push, 600, n=n, topic=tq_topic, bootstrap=kafka, batch=True)
+    r.progress.step(f"fill {tq_topic} with {n_tq:,} taskiq messages")
+    run_python(taskiq_push, 600, n=n_tq, topic=tq_topic, bootstrap=kafka, batch=True)
     push, pushb = "kq push 100 B acks=1", "kq push 100 B acks=1, batch"
     cons, consb = "kq consume no-op", f"kq consume no-op, batch handlers of {BATCH}"
     for rep in range(r.reps):
@@ -206,12 +221,12 @@ def run(r: Run) -> None:
         args = {"n": n_push, "size": 100, "acks": str(ACKS), "bootstrap": kafka}
         _both(r, rows, r.py(kq_push.brokerq, topic=topics["b"], **args), rep)
         for p, fn in (("faststream", faststream_push), ("taskiq", taskiq_push)):
-            count = n_push if p == "faststream" else n_serial
-            t = topics["fs" if p == "faststream" else "tq"]
-            call = r.py(fn, 600, n=count, topic=t, bootstrap=kafka)
+            fs = p == "faststream"
+            t = topics["fs" if fs else "tq"]
+            call = r.py(fn, 600, n=n_push if fs else n_serial, topic=t, bootstrap=kafka)
             r.measure(f"kq.peer.push.{p}", p, _label(push, p), call, rep)
-            t = topics["fsb" if p == "faststream" else "tqb"]
-            call = r.py(fn, 600, n=n_push, topic=t, bootstrap=kafka, batch=True)
+            t = topics["fsb" if fs else "tqb"]
+            call = r.py(fn, 600, n=n_push if fs else n_tq, topic=t, bootstrap=kafka, batch=True)
             r.measure(f"kq.peer.pushbatch.{p}", p, _label(pushb, p), call, rep)
         # consume
         rows = {f"kq.peer.consume.{p}": _label(cons, p) for p in PEERS}
@@ -229,7 +244,7 @@ def run(r: Run) -> None:
         )
         r.measure("kq.peer.consumebatch.faststream", "faststream", label, call, rep)
         label = _label(cons, "taskiq")
-        call = r.py(taskiq_consume, n=n, topic=tq_topic, group=f"pt-{g}", bootstrap=kafka)
+        call = r.py(taskiq_consume, n=n_tq, topic=tq_topic, group=f"pt-{g}", bootstrap=kafka)
         r.measure("kq.peer.consume.taskiq", "taskiq", label, call, rep)
         label = _label(consb, "taskiq")
         r.measure(
