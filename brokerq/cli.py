@@ -37,6 +37,7 @@ from brokerq.errors import BrokerError, BrokerqError, ConfigError, NotSupported
 from brokerq.handler import import_handler
 from brokerq.heartbeat import Heartbeat, queue_of
 from brokerq.middleware import LoggingMiddleware, Metrics, Middleware
+from brokerq.secrets import MaskingFilter, mask
 from brokerq.supervisor import Supervisor
 from brokerq.web.command import web as web_command
 from brokerq.worker import Worker
@@ -55,7 +56,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _fail(code: int, message: str) -> None:
-    click.echo(f"brokerq: error: {message}", err=True)
+    click.echo(f"brokerq: error: {mask(message)}", err=True)
     sys.exit(code)
 
 
@@ -93,6 +94,8 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:  # secrets never reach a log line
+        handler.addFilter(MaskingFilter())
 
 
 def _middleware(specs: list[str]) -> list[Middleware]:

@@ -5,10 +5,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlsplit
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from brokerq.duration import Duration
 from brokerq.retry import RetryPolicy
+from brokerq.secrets import read_secret_file, register
 
 
 def split_endpoint(endpoint: str) -> tuple[str, int]:
@@ -44,7 +48,12 @@ class SentinelConf(BaseModel):
 
 
 class RedisConf(BaseModel):
-    """Where the consume-once guard lives: a URL, or Sentinel, or a Cluster seed URL."""
+    """Where the consume-once guard lives: a URL, or Sentinel, or a Cluster seed URL.
+
+    TLS: a ``rediss://`` URL, ``tls: true``, ``ca_file`` or ``cert_file``; certificates and
+    host names are verified unless ``ssl_check_hostname: false``. ACL users: ``username`` and
+    ``password`` (or ``password_file``, or both in the URL).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -52,6 +61,35 @@ class RedisConf(BaseModel):
     sentinel: SentinelConf | None = None
     cluster: bool = False
     prefix: str = Field(default="brokerq:dq:", description="prefix of every key the guard writes")
+    username: str | None = Field(default=None, description="ACL user (default: the URL's)")
+    password: str | None = Field(default=None, repr=False, description="(default: the URL's)")
+    password_file: str | None = Field(default=None, description="file holding the password")
+    tls: bool = Field(default=False, description="TLS with the system CAs (rediss:// implies it)")
+    ca_file: str | None = Field(default=None, description="CA bundle (PEM); enables TLS")
+    cert_file: str | None = Field(default=None, description="client certificate (PEM)")
+    key_file: str | None = Field(default=None, description="client private key (PEM)")
+    ssl_check_hostname: bool = Field(default=True, description="verify the server's host name")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_password_file(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("password_file") is not None:
+            if data.get("password") is not None:
+                raise ValueError("give password or password_file, not both")
+            data = {**data, "password": read_secret_file(str(data["password_file"]))}
+        return data
+
+    @model_validator(mode="after")
+    def _register_secrets(self) -> RedisConf:
+        register(self.password)
+        register(urlsplit(self.url).password)
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        return bool(self.tls or self.ca_file or self.cert_file or self.url.startswith("rediss:"))
 
 
 class DqConf(BaseModel):

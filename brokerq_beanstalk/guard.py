@@ -32,6 +32,7 @@ from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
 from brokerq.errors import ConnectionFailed
+from brokerq.secrets import mask_url
 from brokerq_beanstalk.config import RedisConf, split_endpoint
 
 logger = logging.getLogger(__name__)
@@ -55,15 +56,45 @@ _DONE = (
 
 
 def connect(conf: RedisConf) -> Any:
-    """A redis-py client for a URL, a Sentinel master or a Cluster (short socket timeouts)."""
+    """A redis-py client for a URL, a Sentinel master or a Cluster (short socket timeouts).
+
+    TLS verifies the server certificate (``ssl_cert_reqs=required``) and, unless
+    ``ssl_check_hostname`` is off, its host name. Sentinels themselves are reached without
+    TLS or password; the master they name gets both.
+    """
     opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+    if conf.username is not None:
+        opts["username"] = conf.username
+    if conf.password is not None:
+        opts["password"] = conf.password
+    url = conf.url
+    if conf.uses_tls:
+        opts.update(
+            ssl_cert_reqs="required",
+            ssl_check_hostname=conf.ssl_check_hostname,
+            ssl_ca_certs=conf.ca_file,
+            ssl_certfile=conf.cert_file,
+            ssl_keyfile=conf.key_file,
+        )
+        if url.startswith("redis://"):
+            url = "rediss://" + url.removeprefix("redis://")
     if conf.sentinel is not None:
         nodes = [split_endpoint(n) for n in conf.sentinel.nodes]
-        sentinel = Sentinel(nodes, **opts)  # type: ignore[no-untyped-call]
+        timeouts = {k: opts[k] for k in ("socket_timeout", "socket_connect_timeout")}
+        sentinel = Sentinel(nodes, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        if conf.uses_tls:
+            opts["ssl"] = True
         return sentinel.master_for(conf.sentinel.master, **opts)  # type: ignore[no-untyped-call]
     if conf.cluster:
-        return RedisCluster.from_url(conf.url, **opts)
-    return redis.Redis.from_url(conf.url, **opts)
+        return RedisCluster.from_url(url, **opts)
+    return redis.Redis.from_url(url, **opts)
+
+
+def describe(conf: RedisConf) -> str:
+    """Where the guard lives, for messages: the URL without its password, or the sentinels."""
+    if conf.sentinel is not None:
+        return f"sentinel master {conf.sentinel.master!r} via {','.join(conf.sentinel.nodes)}"
+    return ("cluster " if conf.cluster else "") + mask_url(conf.url)
 
 
 def _closed_gate() -> Any:
@@ -104,8 +135,10 @@ class Guard:
         claim_ttl: float = 15.0,
         done_ttl: float = 7 * 86400.0,
         dead_ttl: float = 30 * 86400.0,
+        endpoint: str = "",
     ) -> None:
         self.client = client
+        self.endpoint = endpoint  # where, for errors (no credentials)
         self.prefix = prefix
         self.claim_ms = int(claim_ttl * 1000)
         self.done_ms = int(done_ttl * 1000)
@@ -119,7 +152,7 @@ class Guard:
 
     @classmethod
     def from_conf(cls, conf: RedisConf, **ttls: float) -> Guard:
-        return cls(connect(conf), conf.prefix, **ttls)
+        return cls(connect(conf), conf.prefix, endpoint=describe(conf), **ttls)
 
     def key(self, job_id: str, kind: str) -> str:
         return f"{self.prefix}{{{job_id}}}:{kind}"
@@ -151,7 +184,20 @@ class Guard:
         try:
             return list(pipe.execute())
         except redis.RedisError as e:
+            if self._pool is None and isinstance(e, (redis.ConnectionError, redis.TimeoutError)):
+                self._refresh_slots()
             raise ConnectionFailed(f"redis ({what}): {e}") from e
+
+    def _refresh_slots(self) -> None:
+        """Re-read the Cluster's slot map after a node failed.
+
+        redis-py (8.1) does not refresh it from a pipeline when the failed node was its default
+        node, so after a master failover it kept calling the dead master (tests/cluster).
+        """
+        try:
+            self.client.nodes_manager.initialize()
+        except redis.RedisError as e:
+            logger.debug("redis cluster: slot map refresh failed: %s", e)
 
     # -- single operations ------------------------------------------------------------------
     def claim(self, job_id: str, token: str, ttl: float | None = None) -> bool:
@@ -168,7 +214,7 @@ class Guard:
         EVAL, not a registered script: redis-py sends ``SCRIPT EXISTS`` before every pipeline
         holding a registered script (an extra round trip); Redis caches the EVAL body anyway.
         """
-        pipe.eval(_RELEASE, 1, self.key(job_id, "claim"), token)
+        pipe.execute_command("EVAL", _RELEASE, 1, self.key(job_id, "claim"), token)
 
     def acquire(self, job_id: str, token: str) -> Claimed:
         """Claim and, in the same round trip, read the done mark and the retry state."""
@@ -200,7 +246,7 @@ class Guard:
             return []
         pipe = self.client.pipeline(transaction=False)
         for job_id, token in claims:
-            pipe.eval(_RENEW, 1, self.key(job_id, "claim"), token, self.claim_ms)
+            pipe.execute_command("EVAL", _RENEW, 1, self.key(job_id, "claim"), token, self.claim_ms)
         return [bool(r) for r in self._run("renew", pipe)]
 
     def release(self, job_id: str, token: str) -> None:
@@ -313,7 +359,8 @@ class Guard:
         try:
             self.client.ping()
         except redis.RedisError as e:
-            raise ConnectionFailed(f"redis: {e}") from e
+            where = f" {self.endpoint}" if self.endpoint else ""
+            raise ConnectionFailed(f"redis{where}: {e}") from e
 
     def close(self) -> None:
         try:

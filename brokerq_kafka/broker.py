@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import BaseModel
 
 from brokerq.broker import Broker, DeadLetter, WorkerInfo
 from brokerq.errors import ConnectionFailed, NotSupported
 from brokerq.message import Message
+from brokerq.tls import handshake_error
 from brokerq_kafka import _wire
 from brokerq_kafka._dlqadmin import DeadLetterAdmin, make_ref
 from brokerq_kafka._errors import translate
@@ -60,12 +62,48 @@ class KafkaBroker(Broker):
         return options
 
     def check(self) -> None:
+        """Raise ConnectionFailed naming the bootstrap servers and the reason (TLS, SASL, ...)."""
+        reasons: list[KafkaError] = []
+        config = self.conf.common_config()
+        config.update(self.conf.client_config)
+        config.update({"group.id": self.conf.group, "error_cb": reasons.append})
         try:
-            self._client().list_topics(timeout=5)
+            probe = Consumer(config)
+        except (KafkaException, ValueError, TypeError) as e:
+            raise translate(e, f"kafka client config for {self.conf.topic!r}") from e
+        try:
+            probe.list_topics(timeout=5)
         except KafkaException as e:
-            raise ConnectionFailed(
-                f"kafka {','.join(self.conf.brokers)}: no answer within 5s: {e}"
-            ) from e
+            probe.poll(0.1)  # serves error_cb: the TLS or SASL failure, if there was one
+            why = self._why(e, reasons)
+            raise ConnectionFailed(f"kafka {','.join(self.conf.brokers)}: {why}") from e
+        finally:
+            probe.close()
+
+    def _why(self, e: KafkaException, reasons: list[KafkaError]) -> str:
+        """One line: librdkafka's first specific error, made precise for TLS failures."""
+        specific = [r for r in reasons if r.code() != KafkaError._ALL_BROKERS_DOWN]
+        if not specific:
+            return f"no answer within 5s: {e}"
+        text = str(specific[0].str()).split(" (after ")[0]
+        tls = str(self.conf.security().get("security.protocol", "")).endswith("SSL")
+        if tls and ("SSL" in text or "certificate" in text):
+            # librdkafka says "certificate verify failed" for every cause: ask OpenSSL why
+            where = re.search(r"://([^/\s]+):(\d+)/", text)
+            host, port = (
+                (where.group(1), where.group(2)) if where else self.conf.brokers[0].rsplit(":", 1)
+            )
+            precise = handshake_error(
+                host.strip("[]"),
+                int(port),
+                ca_file=self.conf.ca_file,
+                cert_file=self.conf.cert_file,
+                key_file=self.conf.key_file,
+                check_hostname=self.conf.ssl_check_hostname,
+            )
+            if precise:
+                return f"{host}:{port}: {precise}"
+        return text
 
     def stats(self) -> dict[str, int]:
         """pending: messages not yet committed by the group; dead: dead letters still listed."""

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from brokerq.duration import Duration
 from brokerq.retry import RetryPolicy
+from brokerq.secrets import read_secret_file, register
 
 LIBRDKAFKA_LOGGER = logging.getLogger("brokerq_kafka.librdkafka")
 
@@ -32,10 +33,21 @@ class KqConf(BaseModel):
     processors: int = Field(default=8, ge=1, description="handler threads per consumer")
     min_bytes: int | None = Field(default=None, ge=1, description="fetch.min.bytes")
     max_bytes: int | None = Field(default=None, ge=1, description="fetch.max.bytes")
-    username: str | None = None
-    password: str | None = None
+    username: str | None = Field(default=None, description="SASL user")
+    password: str | None = Field(default=None, repr=False, description="SASL password")
+    password_file: str | None = Field(
+        default=None, description="file holding the SASL password (instead of password)"
+    )
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    ca_file: str | None = Field(default=None, description="CA bundle; enables TLS (verified)")
+    ca_file: str | None = Field(default=None, description="CA bundle (PEM); enables TLS")
+    cert_file: str | None = Field(default=None, description="client certificate (PEM); TLS")
+    key_file: str | None = Field(default=None, description="client private key (PEM)")
+    tls: bool | None = Field(
+        default=None, description="TLS with the system CAs; implied by ca_file / cert_file"
+    )
+    ssl_check_hostname: bool = Field(
+        default=True, description="verify the broker's host name against its certificate"
+    )
     key_ordering: bool = Field(
         default=False, description="same key: never concurrently, always in order"
     )
@@ -66,9 +78,29 @@ class KqConf(BaseModel):
             self.dead_letter_topic = f"{self.topic}.dlq"
         if self.dead_letter_topic == self.topic:
             raise ValueError("dead_letter_topic must differ from topic")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        if self.password_file is not None:
+            self.password = read_secret_file(self.password_file)
+        register(self.password)
         if (self.username is None) != (self.password is None):
-            raise ValueError("username and password must be given together")
+            raise ValueError("username and password (or password_file) must be given together")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
         return self
+
+    def security(self) -> dict[str, Any]:
+        """The SASL / TLS librdkafka keys of this section (see ``security_config``)."""
+        return security_config(
+            self.username,
+            self.password,
+            self.sasl_mechanism,
+            self.ca_file,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+            tls=self.tls,
+            check_hostname=self.ssl_check_hostname,
+        )
 
     # -- librdkafka mapping ---------------------------------------------------------------
     def common_config(self) -> dict[str, Any]:
@@ -77,17 +109,13 @@ class KqConf(BaseModel):
             "bootstrap.servers": ",".join(self.brokers),
             "logger": LIBRDKAFKA_LOGGER,
         }
-        conf.update(
-            security_config(self.username, self.password, self.sasl_mechanism, self.ca_file)
-        )
+        conf.update(self.security())
         return conf
 
     def producer_options(self) -> dict[str, Any]:
         """Keyword options for ``Pusher`` implied by this section."""
         config = dict(self.client_config)
-        config.update(
-            security_config(self.username, self.password, self.sasl_mechanism, self.ca_file)
-        )
+        config.update(self.security())
         options: dict[str, Any] = {"push_timeout": self.push_timeout, "config": config}
         if self.chunk_size is not None:
             options["chunk_size"] = self.chunk_size
@@ -119,17 +147,37 @@ class KqConf(BaseModel):
 
 
 def security_config(
-    username: str | None, password: str | None, mechanism: str, ca_file: str | None
+    username: str | None,
+    password: str | None,
+    mechanism: str,
+    ca_file: str | None,
+    *,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    tls: bool | None = None,
+    check_hostname: bool = True,
 ) -> dict[str, Any]:
-    """SASL (PLAIN / SCRAM) and TLS keys; TLS always verifies the server certificate."""
+    """SASL (PLAIN / SCRAM) and TLS keys.
+
+    TLS is on with ``tls`` or when a CA or client certificate is given; it always verifies the
+    broker's certificate (``enable.ssl.certificate.verification``) and, unless
+    ``check_hostname`` is False, its host name (``ssl.endpoint.identification.algorithm=https``).
+    """
     conf: dict[str, Any] = {}
+    use_tls = bool(tls) if tls is not None else bool(ca_file or cert_file)
     if username is not None:
-        conf["security.protocol"] = "SASL_SSL" if ca_file else "SASL_PLAINTEXT"
+        conf["security.protocol"] = "SASL_SSL" if use_tls else "SASL_PLAINTEXT"
         conf["sasl.mechanism"] = mechanism
         conf["sasl.username"] = username
         conf["sasl.password"] = password
-    elif ca_file:
+    elif use_tls:
         conf["security.protocol"] = "SSL"
+    if use_tls:
+        conf["enable.ssl.certificate.verification"] = True
+        conf["ssl.endpoint.identification.algorithm"] = "https" if check_hostname else "none"
     if ca_file:
         conf["ssl.ca.location"] = ca_file
+    if cert_file:
+        conf["ssl.certificate.location"] = cert_file
+        conf["ssl.key.location"] = key_file
     return conf

@@ -369,6 +369,8 @@ class KafkaSource(Source):
         if self._unpaused:
             if self._paused:
                 self._consumer.pause(self._unpaused)
+            else:  # librdkafka keeps a partition's pause across lost + reassigned: clear it
+                self._consumer.resume(self._unpaused)
             self._unpaused = []
         if len(self._buffer) >= self.buffer_size:
             with self._room:

@@ -34,6 +34,16 @@ from brokerq.testing import servers
 from brokerq.testing.servers import probe, split_endpoint
 
 SERVICE_NAMES = ("beanstalkd0", "beanstalkd1", "beanstalkd2", "redis", "kafka")
+# the cluster topology (`scripts/services up --cluster`), see tests/cluster/conftest.py
+CLUSTER_NAMES = (
+    *(f"kafka-c{i}" for i in (1, 2, 3)),
+    *(f"redis-c{i}" for i in range(6)),
+    "redis-s0",
+    "redis-s1",
+    *(f"sentinel{i}" for i in range(3)),
+    "redis-tls",
+    "redis-badhost",
+)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES_SCRIPT = REPO_ROOT / "scripts" / "services"
 
@@ -149,7 +159,7 @@ class Services:
 
     @staticmethod
     def _check(name: str) -> None:
-        if name not in SERVICE_NAMES:
+        if name not in SERVICE_NAMES + CLUSTER_NAMES:
             raise ValueError(f"unknown service {name!r}; expected one of {SERVICE_NAMES}")
 
     def kill(self, name: str) -> None:

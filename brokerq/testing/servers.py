@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -86,7 +87,7 @@ def _kafka_call(sock: socket.socket, corr: int, api: int, version: int, body: by
     return resp[4:]
 
 
-def _kafka_ready(sock: socket.socket) -> bool:
+def _kafka_ready(sock: socket.socket, brokers_needed: int = 1) -> bool:
     """ApiVersions v0, then Metadata (a v4..v7 version the broker supports): a broker registered.
 
     Source: the Kafka protocol guide (ApiVersions key 18, Metadata key 3).
@@ -105,17 +106,22 @@ def _kafka_ready(sock: socket.socket) -> bool:
         return False
     r = _kafka_call(sock, 2, 3, usable[-1], struct.pack(">ib", 0, 0))  # no topics, no auto-create
     _throttle, brokers = struct.unpack(">ii", r[:8])
-    return bool(brokers >= 1)
+    return bool(brokers >= brokers_needed)
+
+
+KINDS = ("beanstalkd", "redis", "kafka", "sentinel", "redis-tls", "kafka3")
 
 
 def probe(kind: str, host: str, port: int, timeout: float = 2.0) -> bool:
-    """True iff a ``kind`` service ("beanstalkd", "redis", "kafka") answers at host:port.
+    """True iff a ``kind`` service answers at host:port.
 
-    A protocol round trip, not only an open port: beanstalkd ``stats``, Redis ``PING``, and for
-    Kafka ApiVersions plus a Metadata request that lists at least one broker. Raises ValueError
-    for an unknown ``kind``; any network error is False.
+    A protocol round trip, not only an open port: beanstalkd ``stats``, Redis and Sentinel
+    ``PING``, and for Kafka ApiVersions plus a Metadata request that lists at least one broker
+    (``kafka3``: three, the cluster topology). ``redis-tls``: a TLS handshake verified with the
+    CA in ``$BROKERQ_PROBE_CA`` (host name not checked), then PING answered by PONG or NOAUTH.
+    Raises ValueError for an unknown ``kind``; any network or TLS error is False.
     """
-    if kind not in ("beanstalkd", "redis", "kafka"):
+    if kind not in KINDS:
         raise ValueError(f"unknown service kind {kind!r}")
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
@@ -123,11 +129,17 @@ def probe(kind: str, host: str, port: int, timeout: float = 2.0) -> bool:
             if kind == "beanstalkd":
                 s.sendall(b"stats\r\n")
                 return _recv_exact(s, 3) == b"OK "
-            if kind == "redis":
+            if kind in ("redis", "sentinel"):
                 s.sendall(b"*1\r\n$4\r\nPING\r\n")
                 return _recv_exact(s, 5) == b"+PONG"
-            return _kafka_ready(s)
-    except (OSError, EOFError, ValueError, struct.error):
+            if kind == "redis-tls":
+                ctx = ssl.create_default_context(cafile=os.environ.get("BROKERQ_PROBE_CA"))
+                ctx.check_hostname = False
+                with ctx.wrap_socket(s) as t:
+                    t.sendall(b"*1\r\n$4\r\nPING\r\n")
+                    return _recv_exact(t, 7) in (b"+PONG\r\n", b"-NOAUTH")
+            return _kafka_ready(s, 3 if kind == "kafka3" else 1)
+    except (OSError, EOFError, ValueError, struct.error):  # ssl.SSLError is an OSError
         return False
 
 
