@@ -14,6 +14,7 @@ from bench.measures import (
     kq_peers,
     kq_procs,
     kq_push,
+    sched,
     worker,
 )
 
@@ -31,4 +32,5 @@ MEASURES: tuple[Measure, ...] = (
     kq_batch.MEASURE_RSS,
     kq_push.MEASURE_NO_ID,
     worker.MEASURE,
+    sched.MEASURE,
 )

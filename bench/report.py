@@ -55,6 +55,8 @@ ORDER = [
     "dq.rss",
     "kq.batch.rss",
     "kq.push.100.noid",
+    "schedule.sqlite",
+    "schedule.dq",
     "worker.c1",
     "worker.c8",
     "worker.memory",
@@ -182,6 +184,9 @@ def summarize(figures: list[Figures]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"measure": m, "label": label, "checks": []}
         if m == "dq.at":
             _at_row(row, impls)
+        elif m.startswith("schedule."):  # lateness, no target in an issue yet
+            b = impls.get("brokerq")
+            row.update(brokerq=_at(b), raw="", goqueue="", ratios="")
         elif m in ("dq.rss", "kq.batch.rss"):
             _rss_row(row, impls)
         else:
