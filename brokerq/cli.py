@@ -7,85 +7,80 @@ Examples::
     brokerq run configs/demo.yaml
     brokerq check configs/demo.yaml
     brokerq push configs/demo.yaml '{"to": "ann"}' --key ann
+    brokerq push configs/demo.yaml @big.json        # or - for stdin
     brokerq delay configs/demo.yaml 'wake up' --in 5s
     brokerq at configs/demo.yaml 'new year' --time 2027-01-01T00:00:00+00:00
     brokerq stats configs/demo.yaml
-    brokerq dead configs/demo.yaml [--retry | --purge]
+    brokerq dead configs/demo.yaml [--json] [--ref ID ...] [--retry | --purge]
+
+Read-only commands (``stats``, ``dead`` without --retry/--purge) never create or change
+anything. The memory broker is refused: it lives inside one process.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from brokerq import cli_schedule
-from brokerq import config as config_mod
+from brokerq import cli_io, cli_schedule
 from brokerq.broker import Broker
+from brokerq.cli_common import (
+    EXIT_BROKER,
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNSUPPORTED,
+    EXIT_USAGE,
+    NotFound,
+    config_arg,
+    errors_to_exit,
+    fail,
+    load_config,
+    opened,
+)
 from brokerq.duration import parse_duration
-from brokerq.errors import BrokerError, BrokerqError, ConfigError, NotSupported
-from brokerq.handler import import_handler
+from brokerq.errors import ConfigError, NotSupported
+from brokerq.handler import import_object
 from brokerq.heartbeat import Heartbeat, queue_of
+from brokerq.metrics.live import show as show_stats
+from brokerq.metrics.setup import exporter_for, serving
 from brokerq.middleware import LoggingMiddleware, Metrics, Middleware
-from brokerq.secrets import MaskingFilter, mask
+from brokerq.secrets import MaskingFilter
 from brokerq.supervisor import Supervisor
 from brokerq.web.command import web as web_command
 from brokerq.worker import Worker
 
+# The shared helpers stay importable from here for command modules written against them.
+__all__ = [
+    "EXIT_BROKER",
+    "EXIT_CONFIG",
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_UNSUPPORTED",
+    "EXIT_USAGE",
+    "NotFound",
+    "config_arg",
+    "errors_to_exit",
+    "load_config",
+    "main",
+    "opened",
+]
+
 logger = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILURE = 1  # unexpected error
-EXIT_USAGE = 2  # bad command line (click)
-EXIT_CONFIG = 3  # invalid config, handler or input value
-EXIT_BROKER = 4  # broker unreachable or refused the operation
-EXIT_UNSUPPORTED = 5  # the broker cannot do this
-EXIT_INTERRUPTED = 130  # second signal: exit at once
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail(code: int, message: str) -> None:
-    click.echo(f"brokerq: error: {mask(message)}", err=True)
-    sys.exit(code)
-
-
-def errors_to_exit(fn: F) -> F:
-    """Turn brokerq errors into one line on stderr and a named exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ConfigError as e:
-            _fail(EXIT_CONFIG, str(e).replace("\n", "; "))
-        except NotSupported as e:
-            _fail(EXIT_UNSUPPORTED, str(e))
-        except BrokerError as e:
-            _fail(EXIT_BROKER, str(e))
-        except BrokerqError as e:
-            _fail(EXIT_FAILURE, str(e))
-        except ValueError as e:
-            _fail(EXIT_CONFIG, str(e))
-
-    return wrapper  # type: ignore[return-value]
-
-
-@contextmanager
-def opened(path: str) -> Iterator[tuple[config_mod.WorkerConfig, Broker]]:
-    cfg = config_mod.load(path)
-    with cfg.build_broker() as broker:
-        yield cfg, broker
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _setup_logging(level: str) -> None:
@@ -101,28 +96,52 @@ def _setup_logging(level: str) -> None:
 def _middleware(specs: list[str]) -> list[Middleware]:
     out: list[Middleware] = [LoggingMiddleware()]
     for spec in specs:
-        cls = import_handler(spec)
-        instance = cls()
+        cls = import_object(spec, "middleware")
+        try:
+            instance = cls()
+        except Exception as e:
+            raise ConfigError(
+                f"middleware {spec!r}: creating it raised {type(e).__name__}: {e}"
+            ) from e
         if not isinstance(instance, Middleware):
             raise ConfigError(f"middleware {spec!r} is not a brokerq.middleware.Middleware")
         out.append(instance)
     return out
 
 
-def _headers(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise ConfigError(f"header {pair!r}: expected NAME=VALUE")
-        out[name] = value
-    return out
+value_arg = click.argument("value", metavar="VALUE")
+VALUE_HELP = "VALUE is the message itself, - to read it from stdin, or @FILE to read a file."
+
+priority_opt = click.option(
+    "--priority",
+    type=click.IntRange(0, 2**32 - 1),
+    default=None,
+    help="Lower runs first (0..4294967295, beanstalkd's rule); brokers without priorities refuse it.",
+)
 
 
-config_arg = click.argument("config", type=click.Path(dir_okay=False))
+class _OneLineErrors(click.Group):
+    """Usage errors as one line too (``brokerq: error: ... (see brokerq run --help)``, exit 2)
+    instead of click's usage block."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as e:
+            click.echo(e.format_message(), err=True)
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else "brokerq"
+            fail(EXIT_USAGE, f"{e.format_message()} (see {where} --help)")
+        except click.ClickException as e:
+            fail(e.exit_code, e.format_message())
+        except click.Abort:
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="brokerq")
 def main() -> None:
     """brokerq: background work that must not be lost (Kafka kq, beanstalkd dq, embedded).
@@ -141,7 +160,12 @@ def main() -> None:
 
 @main.command()
 @config_arg
-@click.option("--log-level", default=None, help="Override the config's log_level.")
+@click.option(
+    "--log-level",
+    default=None,
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="Override the config's log_level.",
+)
 @click.option(
     "--processes",
     type=click.IntRange(1, 64),
@@ -160,11 +184,12 @@ def run(config: str, log_level: str | None, processes: int | None, no_schedules:
     a second signal exits at once (unfinished messages are not acked and come back).
     With processes > 1 a supervisor runs that many worker processes and restarts any that dies.
     """
-    cfg = config_mod.load(config)
+    cfg = load_config(config)
     _setup_logging((log_level or cfg.log_level).upper())
     count = processes or cfg.processes
     if count > 1:
         cfg.build_handler()  # a missing handler fails here, once, not in every child
+        _middleware(cfg.middleware)
         args = ["run", config, "--processes", "1"] + (
             ["--log-level", log_level] if log_level else []
         )
@@ -172,12 +197,14 @@ def run(config: str, log_level: str | None, processes: int | None, no_schedules:
             args.append("--no-schedules")
         sys.exit(Supervisor(args, count, cfg.shutdown_timeout).run())
     handler = cfg.build_handler()
+    middleware = _middleware(cfg.middleware)
     with cfg.build_broker() as broker:
         broker.check()
+        exporter = exporter_for(cfg, broker)  # brokerq.metrics: a no-op without `metrics:`
         counts = Metrics()  # the heartbeat reports jobs handled (the dashboard's throughput)
         worker = Worker(
             broker.source,
-            middleware=[*_middleware(cfg.middleware), counts],
+            middleware=[*exporter.middleware, *middleware, counts],
             **cfg.worker_options(broker),
         )
         _install_signals(worker)
@@ -191,7 +218,11 @@ def run(config: str, log_level: str | None, processes: int | None, no_schedules:
             processed=lambda: counts.processed + counts.failed,
         )
         # `brokerq web` lists live workers from the heartbeat (brokerq.heartbeat)
-        with cli_schedule.beside(cfg, broker, enabled=not no_schedules), beat:
+        with (
+            cli_schedule.beside(cfg, broker, enabled=not no_schedules),
+            beat,
+            serving(exporter, worker),
+        ):
             worker.consume(handler)
 
 
@@ -212,7 +243,7 @@ def _install_signals(worker: Worker) -> None:
 @errors_to_exit
 def check(config: str) -> None:
     """Validate CONFIG, import its handler and reach its broker; exit non-zero with the reason."""
-    cfg = config_mod.load(config)
+    cfg = load_config(config)
     handler = cfg.build_handler()
     _middleware(cfg.middleware)
     with cfg.build_broker() as broker:
@@ -220,47 +251,64 @@ def check(config: str) -> None:
     click.echo(f"ok: {config}: {cfg.broker_name} broker reachable, handler {handler.name} imported")
 
 
-@main.command()
+@main.command(epilog=VALUE_HELP)
 @config_arg
-@click.argument("value")
+@value_arg
 @click.option("--key", default=None, help="Message key (Kafka: picks the partition).")
 @click.option("--header", "headers", multiple=True, help="NAME=VALUE, repeatable.")
+@priority_opt
 @errors_to_exit
-def push(config: str, value: str, key: str | None, headers: tuple[str, ...]) -> None:
+def push(
+    config: str, value: str, key: str | None, headers: tuple[str, ...], priority: int | None
+) -> None:
     """Push VALUE for immediate processing."""
+    body = cli_io.read_value(value)
     with opened(config) as (_, broker), broker.producer() as producer:
-        producer.push(value, key=key, headers=_headers(headers))
+        producer.push(body, key=key, headers=cli_io.headers(headers), priority=priority)
         producer.flush(30)
     click.echo("pushed")
 
 
-@main.command()
+@main.command(epilog=VALUE_HELP)
 @config_arg
-@click.argument("value")
+@value_arg
 @click.option("--in", "after", required=True, help="How long from now: 500ms, 5s, 1m, 24h.")
 @click.option("--header", "headers", multiple=True, help="NAME=VALUE, repeatable.")
+@priority_opt
 @errors_to_exit
-def delay(config: str, value: str, after: str, headers: tuple[str, ...]) -> None:
+def delay(
+    config: str, value: str, after: str, headers: tuple[str, ...], priority: int | None
+) -> None:
     """Schedule VALUE to run after a delay; prints the job id (for revoke)."""
-    seconds = parse_duration(after)
+    seconds = cli_io.delay_seconds(after)
+    body = cli_io.read_value(value)
     with opened(config) as (_, broker), broker.delay_producer() as producer:
-        click.echo(producer.delay(value, seconds, headers=_headers(headers)))
+        click.echo(
+            producer.delay(body, seconds, headers=cli_io.headers(headers), priority=priority)
+        )
 
 
-@main.command()
+@main.command(epilog=VALUE_HELP)
 @config_arg
-@click.argument("value")
-@click.option("--time", "when", required=True, help="ISO 8601, e.g. 2027-01-01T09:00:00+00:00.")
+@value_arg
+@click.option(
+    "--time",
+    "when",
+    required=True,
+    help="ISO 8601, e.g. 2027-01-01T09:00:00+00:00; without an offset it is local time.",
+)
 @click.option("--header", "headers", multiple=True, help="NAME=VALUE, repeatable.")
+@priority_opt
 @errors_to_exit
-def at(config: str, value: str, when: str, headers: tuple[str, ...]) -> None:
+def at(config: str, value: str, when: str, headers: tuple[str, ...], priority: int | None) -> None:
     """Schedule VALUE to run at a given time; prints the job id."""
     try:
         moment = datetime.fromisoformat(when)
     except ValueError:
         raise ConfigError(f"--time {when!r}: not an ISO 8601 time") from None
+    body = cli_io.read_value(value)
     with opened(config) as (_, broker), broker.delay_producer() as producer:
-        click.echo(producer.at(value, moment, headers=_headers(headers)))
+        click.echo(producer.at(body, moment, headers=cli_io.headers(headers), priority=priority))
 
 
 @main.command()
@@ -268,51 +316,94 @@ def at(config: str, value: str, when: str, headers: tuple[str, ...]) -> None:
 @click.argument("job_id")
 @errors_to_exit
 def revoke(config: str, job_id: str) -> None:
-    """Cancel a delayed job by the id that delay/at printed."""
+    """Cancel a delayed job by the id that delay/at printed. Exit 6 when no such job is
+    waiting (already run, revoked, or never existed)."""
     with opened(config) as (_, broker), broker.delay_producer() as producer:
         found = producer.revoke(job_id)
-    click.echo("revoked" if found else "not found (already run or revoked)")
+    if not found:
+        raise NotFound(
+            f"job {job_id!r} not found among waiting jobs (running or run already, revoked, "
+            "or never existed)"
+        )
+    click.echo("revoked")
 
 
 @main.command()
 @config_arg
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (JSON lines with --watch).")
+@click.option("--watch", is_flag=True, help="Refresh with rates per second until Ctrl-C.")
+@click.option("--interval", default="1s", show_default=True, help="Refresh period for --watch.")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N refreshes.")
 @errors_to_exit
-def stats(config: str, as_json: bool) -> None:
-    """Counts for the configured queue: pending, delayed, in flight, dead."""
-    with opened(config) as (_, broker):
-        counts = broker.stats()
-    if as_json:
-        click.echo(json.dumps(counts, sort_keys=True))
-    else:
-        for name, value in counts.items():
-            click.echo(f"{name:<12} {value}")
+def stats(config: str, as_json: bool, watch: bool, interval: str, count: int | None) -> None:
+    """Counts for the configured queue: pending, delayed, in flight, dead (read-only).
+
+    --watch draws a live table on a terminal (plain lines otherwise) and, when CONFIG has a
+    metrics: section, the running worker's processed counts by outcome (brokerq.metrics.live).
+    """
+    with opened(config) as (cfg, broker):
+        show_stats(
+            broker.stats,
+            metrics=cfg.metrics,
+            title=f"{cfg.name} ({cfg.broker_name})",
+            as_json=as_json,
+            watch=watch,
+            interval=parse_duration(interval),
+            count=count,
+        )
 
 
 @main.command()
 @config_arg
 @click.option("--retry", "requeue", is_flag=True, help="Requeue dead letters (all, or --ref).")
-@click.option("--purge", is_flag=True, help="Delete all dead letters.")
-@click.option("--ref", "refs", multiple=True, help="Only these dead letters (see the list).")
-@click.option("--limit", default=100, show_default=True)
+@click.option("--purge", is_flag=True, help="Delete dead letters (all, or --ref).")
+@click.option("--ref", "refs", multiple=True, help="Only these dead letters (ref or message id).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="List as JSON, tracebacks included.")
 @errors_to_exit
-def dead(config: str, requeue: bool, purge: bool, refs: tuple[str, ...], limit: int) -> None:
-    """List dead letters, or requeue (--retry) or delete (--purge) them."""
+def dead(
+    config: str, requeue: bool, purge: bool, refs: tuple[str, ...], limit: int, as_json: bool
+) -> None:
+    """List dead letters (read-only), or requeue (--retry) or delete (--purge) them.
+
+    With --ref, only those; exit 6 when none of them is a dead letter.
+    """
     if requeue and purge:
         raise ConfigError("choose one of --retry and --purge")
+    wanted = list(refs) or None
     with opened(config) as (_, broker):
-        if requeue:
-            click.echo(f"requeued {broker.retry_dead(list(refs) or None)}")
-        elif purge:
-            click.echo(f"purged {broker.purge_dead()}")
-        else:
-            letters = broker.dead_letters(limit)
-            for d in letters:
-                value = d.message.value.decode(errors="replace")
-                click.echo(
-                    f"{d.ref or d.message.id}\tattempt={d.message.attempt}\t{d.error}\t{value[:80]}"
-                )
-            click.echo(f"{len(letters)} dead letter(s)")
+        if requeue or purge:
+            count = broker.retry_dead(wanted) if requeue else broker.purge_dead(wanted)
+            if wanted and count == 0:
+                raise NotFound(f"no dead letter with ref {', '.join(refs)}")
+            click.echo(f"{'requeued' if requeue else 'purged'} {count}")
+            return
+        letters = broker.dead_letters(limit + 1, wanted)
+        total = _dead_total(broker) if len(letters) > limit and wanted is None else None
+    shown = letters[:limit]
+    if wanted and not shown:
+        raise NotFound(f"no dead letter with ref {', '.join(refs)}")
+    if as_json:
+        click.echo(json.dumps([cli_io.dead_json(d) for d in shown], indent=2))
+        return
+    for d in shown:
+        text = d.message.value.decode(errors="replace")
+        ref = d.ref or d.message.id
+        ident = "" if ref == d.message.id else f"\tid={d.message.id}"
+        click.echo(f"{ref}{ident}\tattempt={d.message.attempt}\t{d.error}\t{text[:80]}")
+    if len(letters) <= limit:
+        click.echo(f"{len(shown)} dead letter(s)")
+    elif total is not None:
+        click.echo(f"showing {len(shown)} of {total} dead letter(s) (raise --limit for more)")
+    else:
+        click.echo(f"showing the first {len(shown)} dead letter(s); more exist (raise --limit)")
+
+
+def _dead_total(broker: Broker) -> int | None:
+    try:
+        return broker.stats().get("dead")
+    except NotSupported:
+        return None
 
 
 cli_schedule.register(main, errors_to_exit, _setup_logging)

@@ -38,6 +38,7 @@ from brokerq.broker import Broker
 from brokerq.duration import Duration, parse_duration
 from brokerq.errors import ConfigError
 from brokerq.handler import Handler, import_handler
+from brokerq.metrics.config import MetricsConf
 from brokerq.ratelimit import RateLimitConfig, RateLimits
 from brokerq.registry import broker_class, sections
 from brokerq.retry import RetryPolicy
@@ -100,6 +101,9 @@ class WorkerConfig(BaseModel):
         default=None, description="batch handlers: {max_size, max_wait}"
     )
     processes: int = Field(default=1, ge=1, le=64, description="worker processes (supervised)")
+    metrics: MetricsConf | None = Field(
+        default=None, description="Prometheus exporter and health endpoints (brokerq.metrics)"
+    )
 
     @model_validator(mode="after")
     def _some_handler(self) -> WorkerConfig:

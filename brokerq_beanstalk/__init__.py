@@ -4,6 +4,11 @@ Jobs are written to several beanstalkd nodes; consumers run each job once thanks
 guard (claim while running, done mark after), retry failures and bury dead letters. Delays
 have sub-second precision and jobs never run early. go-queue bodies are read, and can be
 written (``goqueue_compat``), so Go and Python services can share a tube.
+
+Public face: ``BeanstalkBroker`` (what ``dq:`` in a worker YAML builds) and the go-queue names
+``Producer`` (push / delay / at / revoke; also what the broker's ``producer()`` returns) and
+``Consumer`` (a Worker over the broker's source). ``BeanstalkSource`` and ``Guard`` are
+internals (brokerq_beanstalk.source, brokerq_beanstalk.guard).
 """
 
 import logging as _logging
@@ -11,17 +16,13 @@ import logging as _logging
 from brokerq_beanstalk.broker import BeanstalkBroker
 from brokerq_beanstalk.config import Beanstalk, DqConf, RedisConf, SentinelConf
 from brokerq_beanstalk.consumer import Consumer
-from brokerq_beanstalk.guard import Guard
 from brokerq_beanstalk.producer import Producer
-from brokerq_beanstalk.source import BeanstalkSource
 
 __all__ = [
     "Beanstalk",
     "BeanstalkBroker",
-    "BeanstalkSource",
     "Consumer",
     "DqConf",
-    "Guard",
     "Producer",
     "RedisConf",
     "SentinelConf",

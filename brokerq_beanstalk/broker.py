@@ -1,31 +1,25 @@
 """``BeanstalkBroker``: the dq backend behind the ``beanstalk`` entry point.
 
-Admin operations (check, stats, dead letters) open short-lived connections of their own.
-Dead letters are found through the Redis index the consumers write when they bury a job
-(beanstalkd can only peek the *first* buried job of a tube), plus that first buried job of
-each node when it is not indexed (e.g. a body that could not be decoded).
+One face per role: ``producer()`` / ``delay_producer()`` return the dq ``Producer`` (with
+this broker's push hooks), ``source(prefetch=)`` a ``BeanstalkSource`` for one consumer.
+Admin operations (check, stats in brokerq_beanstalk.admin, dead letters in
+brokerq_beanstalk.deadletters) open short-lived connections of their own.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import greenstalk
-
-from brokerq.broker import Broker, DeadLetter, Source, WorkerInfo
-from brokerq.broker import Producer as PushProducer
-from brokerq.errors import ConnectionFailed, DecodeError
-from brokerq.message import Message
-from brokerq_beanstalk import codec, workers
-from brokerq_beanstalk.config import Beanstalk, DqConf, split_endpoint
-from brokerq_beanstalk.consumer import make_source
+from brokerq.broker import Broker, Capabilities, DeadLetter, WorkerInfo
+from brokerq.errors import ConnectionFailed
+from brokerq_beanstalk import workers
+from brokerq_beanstalk.admin import node_states, tube_stats
+from brokerq_beanstalk.config import DqConf
+from brokerq_beanstalk.deadletters import DeadLetters
 from brokerq_beanstalk.guard import Guard
-from brokerq_beanstalk.producer import Producer, PushAdapter
+from brokerq_beanstalk.producer import Producer
+from brokerq_beanstalk.source import BeanstalkSource
 
 if TYPE_CHECKING:
     from brokerq_beanstalk.fires import BeanstalkFireStore
@@ -39,10 +33,21 @@ class BeanstalkBroker(Broker):
     name: ClassVar[str] = "beanstalk"
     section: ClassVar[str] = "dq"
     config_model: ClassVar[type[DqConf]] = DqConf
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        delay=True,
+        priority=True,
+        counts_redeliveries=True,  # claims are counted in Redis (brokerq_beanstalk.guard)
+        dead_letters=True,
+    )
 
     def __init__(self, config: DqConf) -> None:
         self.conf = config
         self._guard: Guard | None = None
+
+    @property
+    def queue(self) -> str:
+        """The tube the jobs live in (the first node's; nodes normally share one)."""
+        return self.conf.beanstalks[0].tube
 
     def _new_guard(self) -> Guard:
         c = self.conf
@@ -57,14 +62,25 @@ class BeanstalkBroker(Broker):
         return self._guard
 
     # -- producers / sources ----------------------------------------------------------------
-    def producer(self) -> PushProducer:
-        return PushAdapter(self.delay_producer())
+    def producer(self) -> Producer:
+        """The dq producer (push, delay, at, revoke), running this broker's push hooks."""
+        return Producer.from_conf(self.conf, guard=self._new_guard(), middleware=self.middleware)
 
     def delay_producer(self) -> Producer:
-        return Producer.from_conf(self.conf, guard=self._new_guard())
+        return self.producer()
 
-    def source(self, prefetch: int | None = None) -> Source:
-        return make_source(self.conf)
+    def source(self, prefetch: int | None = None) -> BeanstalkSource:
+        """A new source (its own connections and Redis client). ``prefetch``: jobs it may
+        hold beyond those running (the Worker's; default 8)."""
+        c = self.conf
+        return BeanstalkSource(
+            c.beanstalks,
+            self._new_guard(),
+            ttr=c.ttr,
+            priority=c.priority,
+            claim_ttl=c.claim_ttl,
+            prefetch=8 if prefetch is None else prefetch,
+        )
 
     def fire_store(self, namespace: str) -> BeanstalkFireStore:
         """Schedule fires claimed in Redis, written to beanstalkd (brokerq_beanstalk.fires)."""
@@ -90,190 +106,67 @@ class BeanstalkBroker(Broker):
     # -- live workers (brokerq.heartbeat) ---------------------------------------------------
     def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
         """A Redis key per worker with a ``ttl`` expiry (brokerq_beanstalk.workers)."""
-        workers.beat(self.guard.client, self.conf.redis.prefix, self._tube, info, ttl)
+        workers.beat(self.guard.client, self.conf.redis.prefix, self.queue, info, ttl)
 
     def workers(self) -> list[WorkerInfo]:
-        return workers.live(self.guard.client, self.conf.redis.prefix, self._tube)
-
-    @property
-    def _tube(self) -> str:
-        return self.conf.beanstalks[0].tube if self.conf.beanstalks else ""
+        return workers.live(self.guard.client, self.conf.redis.prefix, self.queue)
 
     # -- admin ------------------------------------------------------------------------------
-    @contextmanager
-    def _client(self, node: Beanstalk) -> Iterator[greenstalk.Client[bytes]]:
-        try:
-            sock = socket.create_connection(split_endpoint(node.endpoint), timeout=3.0)
-            client: greenstalk.Client[bytes] = greenstalk.Client(
-                sock, encoding=None, use=node.tube, watch=node.tube
-            )
-        except (OSError, greenstalk.Error) as e:
-            raise ConnectionFailed(f"beanstalkd {node.endpoint}: {e}") from e
-        try:
-            yield client
-        except (OSError, greenstalk.UnknownResponseError) as e:
-            raise ConnectionFailed(f"beanstalkd {node.endpoint}: {e}") from e
-        finally:
-            client.close()
-
-    def _node(self, endpoint: str) -> Beanstalk | None:
-        return next((b for b in self.conf.beanstalks if b.endpoint == endpoint), None)
-
     def check(self) -> None:
-        """Raise ConnectionFailed naming every unreachable node and Redis."""
-        down: list[str] = []
-        for node in self.conf.beanstalks:
-            try:
-                with self._client(node) as c:
-                    c.stats()
-            except ConnectionFailed as e:
-                down.append(str(e))
+        """Raise ConnectionFailed when Redis is down or fewer than ``min_written`` nodes
+        answer (the broker could take no job), naming every unreachable one; with fewer
+        nodes down it logs a warning naming them (consumers run on the others and
+        reconnect in the background)."""
+        down = [f"{ep}: {state}" for ep, state in self.node_states().items() if state != "up"]
+        up = len(self.conf.beanstalks) - len(down)
         try:
             self.guard.ping()
         except ConnectionFailed as e:
-            down.append(str(e))
+            raise ConnectionFailed("; ".join([*down, str(e)])) from e
+        needed = min(self.conf.min_written, self.conf.replicas, len(self.conf.beanstalks))
+        if up < needed:
+            raise ConnectionFailed(
+                f"{up} of {len(self.conf.beanstalks)} beanstalkd node(s) answer, "
+                f"{needed} needed (min_written): " + "; ".join(down)
+            )
         if down:
-            raise ConnectionFailed("; ".join(down))
+            logger.warning(
+                "%d of %d beanstalkd node(s) unreachable: %s",
+                len(down),
+                len(self.conf.beanstalks),
+                "; ".join(down),
+            )
+
+    def node_states(self) -> dict[str, str]:
+        """Each node's endpoint → ``up``, or why it cannot be reached."""
+        return node_states(self.conf)
 
     def stats(self) -> dict[str, int]:
-        """Copies per state summed over reachable nodes (each job counts once per replica)."""
-        keys = {
-            "pending": "current-jobs-ready",
-            "delayed": "current-jobs-delayed",
-            "in_flight": "current-jobs-reserved",
-            "dead": "current-jobs-buried",
-        }
-        out = dict.fromkeys(keys, 0)
-        for node in self.conf.beanstalks:
-            try:
-                with self._client(node) as c:
-                    st = c.stats_tube(node.tube)
-            except greenstalk.NotFoundError:
-                continue
-            except ConnectionFailed as e:
-                logger.warning("stats: %s", e)
-                continue
-            for ours, theirs in keys.items():
-                out[ours] += int(str(st.get(theirs, 0)))
-        return out
+        """Jobs per state, each job once, then per-node lines.
 
-    def _peek(self, ref: str) -> bytes | None:
-        endpoint, _, jid = ref.rpartition("/")
-        node = self._node(endpoint)
-        if node is None or not jid.isdigit():
-            return None
-        try:
-            with self._client(node) as c:
-                if c.stats_job(int(jid)).get("state") != "buried":
-                    return None
-                return c.peek(int(jid)).body
-        except (greenstalk.NotFoundError, ConnectionFailed):
-            return None
+        A job has a copy on each of ``replicas`` nodes: with one copy per node (replicas
+        = nodes) a state's count is the largest over the nodes that answer; with fewer
+        replicas than nodes it is the sum divided by ``replicas`` (an estimate). ``dead``
+        counts buried copies (a dead job keeps exactly one). ``nodes:up``, then per node
+        ``node:<endpoint>:copies`` (its copies in the tube), or
+        ``node:<endpoint>:unreachable`` = 1 for a node that does not answer (the
+        ``node:<endpoint>:<state>`` form brokerq.metrics exports per node).
+        """
+        return tube_stats(self.conf)
+
+    @property
+    def _dead(self) -> DeadLetters:
+        return DeadLetters(self.conf, self.guard)
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
-        if refs is not None:
-            wanted = set(refs)
-            found = [
-                d for d in self.dead_letters(10_000) if d.ref in wanted or d.message.id in wanted
-            ]
-            return found[:limit]
-        out: dict[str, DeadLetter] = {}
-        for rec in self.guard.dead_records():
-            if len(out) >= limit or rec["id"] in out:
-                continue
-            body = self._peek(rec["ref"])
-            if body is None:
-                continue
-            try:
-                msg = codec.decode(body)
-            except DecodeError:
-                msg = Message(value=body, id=rec["id"])
-            out[rec["id"]] = DeadLetter(
-                replace(msg, attempt=int(rec.get("attempt", 1))),
-                rec["error"],
-                rec["failed_at"],
-                rec["ref"],
-            )
-        known = {d.ref for d in out.values()}
-        for node in self.conf.beanstalks:
-            if len(out) >= limit:
-                break
-            try:
-                with self._client(node) as c:
-                    job = c.peek_buried()
-            except (greenstalk.NotFoundError, ConnectionFailed):
-                continue
-            ref = f"{node.endpoint}/{job.id}"
-            if ref in known:
-                continue
-            try:
-                msg = codec.decode(job.body)
-                error = "buried"
-            except DecodeError as e:
-                msg, error = Message(value=job.body, id=codec.goqueue_id(job.body)), str(e)
-            out.setdefault(msg.id, DeadLetter(msg, error, None, ref))
-        return list(out.values())
+        """Up to ``limit`` dead letters (``ref`` = ``endpoint/job id``); only those whose ref
+        or job id is in ``refs`` when given."""
+        return self._dead.letters(limit, refs)
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
-        """Kick buried jobs back to ready, with their attempts and done mark cleared."""
-        records = {r["ref"]: r for r in self.guard.dead_records()}
-        targets = refs if refs is not None else [d.ref for d in self.dead_letters(10_000)]
-        count = 0
-        for ref in targets:
-            rec = records.get(ref)
-            if rec is not None:
-                self.guard.forget_dead(rec, rerun=True)
-            endpoint, _, jid = ref.rpartition("/")
-            node = self._node(endpoint)
-            if node is None or not jid.isdigit():
-                continue
-            try:
-                with self._client(node) as c:
-                    c.kick_job(int(jid))
-                count += 1
-            except greenstalk.NotFoundError:
-                logger.warning("retry_dead: %s is no longer buried", ref)
-        return count
+        """Kick buried jobs (all, or ``refs``: refs or job ids) back at attempt 1."""
+        return self._dead.retry(refs)
 
     def purge_dead(self, refs: list[str] | None = None) -> int:
-        """Delete every buried job of the tube on every node and the dead-letter records
-        (only those ``refs`` when given)."""
-        if refs is not None:
-            return self._purge_refs(refs)
-        for rec in self.guard.dead_records(100_000):
-            self.guard.forget_dead(rec, rerun=False)
-        count = 0
-        for node in self.conf.beanstalks:
-            try:
-                with self._client(node) as c:
-                    while True:
-                        c.delete(c.peek_buried())
-                        count += 1
-            except greenstalk.NotFoundError:
-                continue
-            except ConnectionFailed as e:
-                logger.warning("purge_dead: %s", e)
-        return count
-
-    def _purge_refs(self, refs: list[str]) -> int:
-        wanted = set(refs)
-        records = {r["ref"]: r for r in self.guard.dead_records(100_000)}
-        count = 0
-        for letter in self.dead_letters(10_000, refs):
-            rec = records.get(letter.ref)
-            if rec is not None:
-                self.guard.forget_dead(rec, rerun=False)
-            endpoint, _, jid = letter.ref.rpartition("/")
-            node = self._node(endpoint)
-            if node is None or not jid.isdigit():
-                continue
-            try:
-                with self._client(node) as c:
-                    c.delete(int(jid))
-                count += 1
-            except greenstalk.NotFoundError:
-                logger.warning("purge_dead: %s is no longer buried", letter.ref)
-            except ConnectionFailed as e:
-                logger.warning("purge_dead: %s", e)
-        del wanted
-        return count
+        """Delete dead letters (all, or ``refs``: refs or job ids); return how many."""
+        return self._dead.purge(refs)

@@ -8,6 +8,7 @@ which go-queue's own producer cannot tell apart either.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -16,6 +17,33 @@ from brokerq.errors import DecodeError
 from brokerq.message import Message, is_packed, new_id, pack, to_bytes, unpack
 
 _GOQUEUE = re.compile(rb"^(\d{1,20})/")
+
+PRIORITY = "brokerq-priority"  # header: the job's own beanstalkd priority, kept across retries
+HOLD = 1.0  # seconds before its time a job is made ready (the consumer holds it until due)
+MAX_DELAY = float(2**32 - 1)  # beanstalkd delays are unsigned 32-bit seconds
+
+
+def beanstalk_delay(seconds: float, goqueue: bool = False) -> int:
+    """Whole seconds to give beanstalkd for a job due in ``seconds`` (never above its limit).
+
+    brokerq bodies carry their exact due time, so the copy is made ready up to ``HOLD``
+    early and the consumer holds it; go-queue bodies are rounded up (never early).
+    """
+    whole = math.ceil(seconds) if goqueue else math.floor(seconds - HOLD)
+    return int(min(MAX_DELAY, max(0, whole)))
+
+
+def priority_of(msg: Message, default: int) -> int:
+    """The job's own priority (its ``brokerq-priority`` header), else ``default``."""
+    raw = msg.headers.get(PRIORITY)
+    if raw is not None:
+        try:
+            value = int(raw)
+        except ValueError:
+            return default
+        if 0 <= value <= 2**32 - 1:
+            return value
+    return default
 
 
 def encode(
@@ -26,7 +54,10 @@ def encode(
     headers: Mapping[str, str] | None = None,
     goqueue: bool = False,
 ) -> tuple[str, bytes]:
-    """Build ``(id, body)`` for a job due at ``not_before`` (unix seconds, None = now)."""
+    """Build ``(id, body)`` for a job due at ``not_before`` (unix seconds, None = now).
+
+    go-queue bodies carry neither key nor headers (so neither a priority nor a time limit).
+    """
     data = to_bytes(value)
     if goqueue:
         due = not_before if not_before is not None else time.time()

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from brokerq.duration import Duration
 from brokerq.retry import RetryPolicy
 from brokerq.secrets import read_secret_file, register
+from brokerq_beanstalk.protocol import UINT32_MAX, check_tube
 
 
 def split_endpoint(endpoint: str) -> tuple[str, int]:
@@ -29,13 +30,18 @@ class Beanstalk(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     endpoint: str = Field(description="host:port of the beanstalkd node")
-    tube: str = Field(min_length=1, max_length=200, description="tube name")
+    tube: str = Field(description="tube name (beanstalkd's naming rule, see protocol.TUBE_RULE)")
 
     @field_validator("endpoint")
     @classmethod
     def _check_endpoint(cls, value: str) -> str:
         split_endpoint(value)
         return value
+
+    @field_validator("tube")
+    @classmethod
+    def _check_tube(cls, value: str) -> str:
+        return check_tube(value)
 
 
 class SentinelConf(BaseModel):
@@ -99,10 +105,16 @@ class DqConf(BaseModel):
 
     beanstalks: list[Beanstalk] = Field(min_length=1)
     redis: RedisConf = Field(default_factory=RedisConf)
-    concurrency: int = Field(default=8, ge=1, description="handler threads per consumer")
+    concurrency: int = Field(
+        default=8, ge=1, description="deprecated here: set concurrency at the top level"
+    )
     ttr: Duration = Field(default=5.0, ge=2.0, description="beanstalkd time-to-run (touched)")
-    priority: int = Field(default=2, ge=0, lt=2**32, description="beanstalkd priority (go-queue 2)")
-    retry: RetryPolicy | None = None
+    priority: int = Field(
+        default=2, ge=0, le=UINT32_MAX, description="default job priority (go-queue 2)"
+    )
+    retry: RetryPolicy | None = Field(
+        default=None, description="deprecated here: set retry at the top level"
+    )
     claim_ttl: Duration = Field(
         default=15.0, ge=1.0, description="lease of a running job; a dead worker's job reruns after"
     )

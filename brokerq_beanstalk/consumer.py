@@ -1,7 +1,9 @@
 """go-queue ``dq.Consumer``: ``Consumer(conf).consume(handler)`` blocks until ``stop()``.
 
-Unlike go-queue, a job is deleted only after its handler succeeded; failures are retried per
-``conf.retry`` and then buried as dead letters; a crashed worker's job runs again elsewhere.
+A thin face over the core: the Worker runs ``BeanstalkBroker(conf).source`` (the same
+source ``brokerq run`` uses) with ``conf.concurrency`` threads and ``conf.retry``.
+Unlike go-queue, a job is deleted only after its handler succeeded; failures are retried and
+then buried as dead letters; a crashed worker's job runs again elsewhere.
 """
 
 from __future__ import annotations
@@ -11,29 +13,16 @@ from typing import Any
 
 from brokerq.broker import Consumer as BaseConsumer
 from brokerq.middleware import Middleware
-from brokerq.worker import Worker
+from brokerq.worker import DEFAULT_TIME_LIMIT, Worker
+from brokerq_beanstalk.broker import BeanstalkBroker
 from brokerq_beanstalk.config import DqConf
-from brokerq_beanstalk.guard import Guard
-from brokerq_beanstalk.source import BeanstalkSource
-
-
-def make_source(conf: DqConf) -> BeanstalkSource:
-    """A new source (its own connections and Redis client) for ``conf``."""
-    guard = Guard.from_conf(
-        conf.redis, claim_ttl=conf.claim_ttl, done_ttl=conf.done_ttl, dead_ttl=conf.dead_ttl
-    )
-    return BeanstalkSource(
-        conf.beanstalks,
-        guard,
-        ttr=conf.ttr,
-        priority=conf.priority,
-        claim_ttl=conf.claim_ttl,
-        prefetch=conf.concurrency * 4,  # the node threads reserve in batches
-    )
 
 
 class Consumer(BaseConsumer):
-    """Runs ``handler`` over the jobs of every node with ``conf.concurrency`` threads."""
+    """Runs ``handler`` over the jobs of every node with ``conf.concurrency`` threads.
+
+    ``time_limit``: seconds a handler may run (None: no limit), as ``Worker`` takes it.
+    """
 
     def __init__(
         self,
@@ -41,18 +30,24 @@ class Consumer(BaseConsumer):
         *,
         middleware: Sequence[Middleware] = (),
         shutdown_timeout: float = 30.0,
+        time_limit: float | None = DEFAULT_TIME_LIMIT,
     ) -> None:
         self.conf = conf
+        self.broker = BeanstalkBroker(conf)
         self._worker = Worker(
-            lambda: make_source(conf),
+            self.broker.source,
             concurrency=conf.concurrency,
             retry=conf.retry,
             middleware=middleware,
             shutdown_timeout=shutdown_timeout,
+            time_limit=time_limit,
         )
 
     def consume(self, handler: Callable[..., Any]) -> None:
-        self._worker.consume(handler)
+        try:
+            self._worker.consume(handler)
+        finally:
+            self.broker.close()
 
     def stop(self) -> None:
         self._worker.stop()

@@ -3,19 +3,23 @@
 All keys of one job share the hash tag ``{<id>}`` and every command touches the keys of one
 job only, so the guard works on Redis Cluster and on proxies: pipelines of single-key
 commands, and small Lua scripts sent with EVAL whose keys are passed explicitly and belong to
-one job (claim + read done/retry; done mark + drop own claim; compare-and-renew and
-compare-and-delete of a claim). Hot paths take many jobs per round trip (``acquire_many``,
-``mark_done_many``, and ``mark_done_shared`` which groups concurrent callers)::
+one job. Hot paths take many jobs per round trip (``acquire_many``, ``mark_done_many``, and
+``mark_done_shared`` which groups concurrent callers)::
 
     <prefix>{<id>}:claim   owner token           SET NX PX claim_ttl, renewed while running
+    <prefix>{<id>}:claims  claims taken          INCR with each claim, DECR when given back
     <prefix>{<id>}:done    done|dead|revoked     SET PX done_ttl: copies seen later are deleted
     <prefix>{<id>}:retry   "<attempt> <due>"     the next attempt and when it may start
+    <prefix>{<id>}:copies  "<due> <ep/jid>,..."  where the producer wrote the job (revoke)
     <prefix>{<id>}:dead    JSON error record     PX dead_ttl
     <prefix>dead           list of dead records  the dead-letter index (LPUSH / LRANGE)
 
 Attempts live in Redis, not in job bodies: beanstalkd cannot rewrite a body and the other
-replicas still carry the original one; whichever copy runs next reads the attempt here.
-Redis errors surface as ConnectionFailed.
+replicas still carry the original one; whichever copy runs next reads the attempt here. The
+attempt a claim hands out is the larger of the recorded retry and the number of claims
+taken and not given back: a worker killed by its handler never records anything, so its
+job comes back with one attempt more each time (the Worker dead-letters it past
+``max_attempts`` as WorkerCrashed). Redis errors surface as ConnectionFailed.
 """
 
 from __future__ import annotations
@@ -29,72 +33,15 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
-from redis.sentinel import Sentinel
 
 from brokerq.errors import ConnectionFailed
-from brokerq.secrets import mask_url
-from brokerq_beanstalk.config import RedisConf, split_endpoint
+from brokerq_beanstalk.config import RedisConf
+from brokerq_beanstalk.lua import _ACQUIRE, _DONE, _GIVE_BACK, _RELEASE, _RENEW, _REVOKE
+from brokerq_beanstalk.redisconn import connect, describe
+
+__all__ = ["Claimed", "Guard", "connect", "describe"]
 
 logger = logging.getLogger(__name__)
-
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-_RELEASE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-)
-
-
-# KEYS: claim, done, retry (one hash tag); ARGV: token, claim ms → {claimed, done, retry}
-_ACQUIRE = (
-    "local c = redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) "
-    "return {c and 1 or 0, redis.call('get', KEYS[2]), redis.call('get', KEYS[3])}"
-)
-# KEYS: done, claim; ARGV: status, done ms, token → set the done mark, drop the claim if ours
-_DONE = (
-    "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
-    "if redis.call('get', KEYS[2]) == ARGV[3] then redis.call('del', KEYS[2]) end return 1"
-)
-
-
-def connect(conf: RedisConf) -> Any:
-    """A redis-py client for a URL, a Sentinel master or a Cluster (short socket timeouts).
-
-    TLS verifies the server certificate (``ssl_cert_reqs=required``) and, unless
-    ``ssl_check_hostname`` is off, its host name. Sentinels themselves are reached without
-    TLS or password; the master they name gets both.
-    """
-    opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
-    if conf.username is not None:
-        opts["username"] = conf.username
-    if conf.password is not None:
-        opts["password"] = conf.password
-    url = conf.url
-    if conf.uses_tls:
-        opts.update(
-            ssl_cert_reqs="required",
-            ssl_check_hostname=conf.ssl_check_hostname,
-            ssl_ca_certs=conf.ca_file,
-            ssl_certfile=conf.cert_file,
-            ssl_keyfile=conf.key_file,
-        )
-        if url.startswith("redis://"):
-            url = "rediss://" + url.removeprefix("redis://")
-    if conf.sentinel is not None:
-        nodes = [split_endpoint(n) for n in conf.sentinel.nodes]
-        timeouts = {k: opts[k] for k in ("socket_timeout", "socket_connect_timeout")}
-        sentinel = Sentinel(nodes, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
-        if conf.uses_tls:
-            opts["ssl"] = True
-        return sentinel.master_for(conf.sentinel.master, **opts)  # type: ignore[no-untyped-call]
-    if conf.cluster:
-        return RedisCluster.from_url(url, **opts)
-    return redis.Redis.from_url(url, **opts)
-
-
-def describe(conf: RedisConf) -> str:
-    """Where the guard lives, for messages: the URL without its password, or the sentinels."""
-    if conf.sentinel is not None:
-        return f"sentinel master {conf.sentinel.master!r} via {','.join(conf.sentinel.nodes)}"
-    return ("cluster " if conf.cluster else "") + mask_url(conf.url)
 
 
 def _closed_gate() -> Any:
@@ -116,7 +63,8 @@ class _Waiter:
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """What ``acquire`` learnt in one round trip."""
+    """What ``acquire`` learnt in one round trip. ``attempt``: the attempt this claim runs
+    (recorded retries and claims taken, whichever is larger)."""
 
     claimed: bool
     done: str | None
@@ -164,7 +112,7 @@ class Guard:
             pipe = self.client.pipeline(transaction=False)
             for cmd in commands:
                 pipe.execute_command(*cmd)
-            return self._run(what, pipe)
+            return self.run(what, pipe)
         try:
             conn = pool.get_connection()
         except redis.RedisError as e:
@@ -180,7 +128,8 @@ class Guard:
         finally:
             pool.release(conn)
 
-    def _run(self, what: str, pipe: Any) -> list[Any]:
+    def run(self, what: str, pipe: Any) -> list[Any]:
+        """Execute a redis-py pipeline; ConnectionFailed naming ``what`` on Redis errors."""
         try:
             return list(pipe.execute())
         except redis.RedisError as e:
@@ -206,7 +155,7 @@ class Guard:
         pipe.set(
             self.key(job_id, "claim"), token, nx=True, px=int(ttl * 1000) if ttl else self.claim_ms
         )
-        return bool(self._run("claim", pipe)[0])
+        return bool(self.run("claim", pipe)[0])
 
     def _unclaim(self, pipe: Any, job_id: str, token: str) -> None:
         """Queue compare-and-delete of a claim on ``pipe``.
@@ -226,17 +175,29 @@ class Guard:
         The reads run after the SET on the same server (same hash slot), so a claim won after
         another owner's ``retry`` also sees the attempt that owner recorded.
         """
-        key, ms = self.key, self.claim_ms
+        key, ms, done_ms = self.key, self.claim_ms, self.done_ms
         cmds = [
-            ("EVAL", _ACQUIRE, 3, key(i, "claim"), key(i, "done"), key(i, "retry"), token, ms)
+            (
+                "EVAL",
+                _ACQUIRE,
+                4,
+                key(i, "claim"),
+                key(i, "done"),
+                key(i, "retry"),
+                key(i, "claims"),
+                token,
+                ms,
+                done_ms,
+            )
             for i, token in jobs
         ]
         out: list[Claimed] = []
-        for got, done, retry in self._batch("claim", cmds):
+        for got, done, retry, taken in self._batch("claim", cmds):
             attempt, due = 1, None
             if retry:
                 a, _, d = retry.decode().partition(" ")
                 attempt, due = int(a), float(d)
+            attempt = max(attempt, int(taken))
             out.append(Claimed(bool(got), done.decode() if done else None, attempt, due))
         return out
 
@@ -247,18 +208,21 @@ class Guard:
         pipe = self.client.pipeline(transaction=False)
         for job_id, token in claims:
             pipe.execute_command("EVAL", _RENEW, 1, self.key(job_id, "claim"), token, self.claim_ms)
-        return [bool(r) for r in self._run("renew", pipe)]
+        return [bool(r) for r in self.run("renew", pipe)]
 
-    def release(self, job_id: str, token: str) -> None:
-        """Give up a claim (only if still ours)."""
+    def give_back(self, job_id: str, token: str) -> None:
+        """Give up a claim (only if still ours) on a job that was not processed: its claim
+        no longer counts as an attempt."""
         pipe = self.client.pipeline(transaction=False)
-        self._unclaim(pipe, job_id, token)
-        self._run("release", pipe)
+        pipe.execute_command(
+            "EVAL", _GIVE_BACK, 2, self.key(job_id, "claim"), self.key(job_id, "claims"), token
+        )
+        self.run("release", pipe)
 
     def is_done(self, job_id: str) -> bool:
         pipe = self.client.pipeline(transaction=False)
         pipe.exists(self.key(job_id, "done"))
-        return bool(self._run("is_done", pipe)[0])
+        return bool(self.run("is_done", pipe)[0])
 
     def mark_done(self, job_id: str, token: str | None = None, status: str = "done") -> None:
         """The job must never run again: set the done mark, then drop our claim."""
@@ -312,24 +276,76 @@ class Guard:
         if me.error is not None:
             raise me.error
 
-    def revoke(self, job_id: str) -> bool:
-        """Mark a job revoked unless it is already done; True when this call marked it."""
+    @property
+    def pool(self) -> Any:
+        """The connection pool of a plain or Sentinel client (None for Cluster)."""
+        return self._pool
+
+    def copies_command(self, job_id: str, due: float, copies: list[str]) -> tuple[Any, ...]:
+        """The SET that remembers where a job was written (``endpoint/job id``) until its due
+        time has passed by ``done_ttl``, so that any process can revoke it."""
+        ms = self.done_ms + max(0, int((due - time.time()) * 1000))
+        return ("SET", self.key(job_id, "copies"), f"{due!r} {','.join(copies)}", "PX", ms)
+
+    def record_copies(self, job_id: str, due: float, copies: list[str]) -> None:
+        """Run ``copies_command`` and wait for it."""
+        self._batch("copies", [self.copies_command(job_id, due, copies)])
+
+    def revoke(self, job_id: str, known: bool = False) -> tuple[bool, list[str]]:
+        """Mark a job revoked unless it already ran, was dead-lettered or revoked.
+
+        ``known``: the caller knows the job exists (it holds its copies); otherwise only a
+        job whose copies are recorded here is marked. Returns (marked now, the recorded
+        copies). The mark lives ``done_ttl`` beyond the job's due time.
+        """
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.key(job_id, "done"), "revoked", nx=True, px=self.done_ms)
-        return bool(self._run("revoke", pipe)[0])
+        pipe.execute_command(
+            "EVAL",
+            _REVOKE,
+            2,
+            self.key(job_id, "copies"),
+            self.key(job_id, "done"),
+            self.done_ms,
+            "1" if known else "0",
+        )
+        marked, record = self.run("revoke", pipe)[0]
+        copies: list[str] = []
+        if record:
+            _, _, listed = record.decode().partition(" ")
+            copies = [c for c in listed.split(",") if c]
+        return bool(marked), copies
 
     def schedule_retry(self, job_id: str, token: str, attempt: int, due: float) -> None:
         """Record the next attempt and its time, then release the claim (in that order)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self.key(job_id, "retry"), f"{attempt} {due!r}", px=self.done_ms)
         self._unclaim(pipe, job_id, token)
-        self._run("retry", pipe)
+        self.run("retry", pipe)
 
     # -- dead letters -----------------------------------------------------------------------
-    def record_dead(self, job_id: str, token: str, error: str, ref: str, attempt: int = 1) -> None:
-        """Mark dead (other copies are then deleted), keep the error and index the buried copy."""
+    def record_dead(
+        self,
+        job_id: str,
+        token: str,
+        error: str,
+        ref: str,
+        attempt: int = 1,
+        *,
+        error_type: str = "",
+        traceback: str = "",
+    ) -> None:
+        """Mark dead (other copies are then deleted), keep the error (with its type and
+        traceback) and index the buried copy."""
         record = json.dumps(
-            {"id": job_id, "error": error, "failed_at": time.time(), "ref": ref, "attempt": attempt}
+            {
+                "id": job_id,
+                "error": error,
+                "type": error_type,
+                "traceback": traceback,
+                "failed_at": time.time(),
+                "ref": ref,
+                "attempt": attempt,
+            }
         )
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self.key(job_id, "done"), "dead", px=self.done_ms)
@@ -337,23 +353,7 @@ class Guard:
         pipe.lpush(f"{self.prefix}dead", record)
         pipe.pexpire(f"{self.prefix}dead", self.dead_ms)
         self._unclaim(pipe, job_id, token)
-        self._run("dead", pipe)
-
-    def dead_records(self, limit: int = 1000) -> list[dict[str, Any]]:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.lrange(f"{self.prefix}dead", 0, limit - 1)
-        return [json.loads(r) for r in self._run("dead letters", pipe)[0]]
-
-    def forget_dead(self, record: dict[str, Any], *, rerun: bool) -> None:
-        """Drop a dead record; with ``rerun`` also clear done/retry so the job runs afresh."""
-        job_id = record["id"]
-        pipe = self.client.pipeline(transaction=False)
-        pipe.lrem(f"{self.prefix}dead", 0, json.dumps(record))
-        pipe.delete(self.key(job_id, "dead"))
-        if rerun:
-            pipe.delete(self.key(job_id, "done"))
-            pipe.delete(self.key(job_id, "retry"))
-        self._run("dead letters", pipe)
+        self.run("dead", pipe)
 
     def ping(self) -> None:
         try:

@@ -1,14 +1,23 @@
 """The dq producer: one job, one id, the same bytes on ``replicas`` nodes, ``min_written`` acks.
 
+One public face (go-queue ``dq.Producer``, also what ``BeanstalkBroker.producer()`` and
+``delay_producer()`` return): ``push`` (an immediate job), ``delay`` / ``at`` (validated once
+by the core template, brokerq.broker.DelayProducer, which calls ``schedule``) and ``revoke``.
+``priority`` (lower runs first, 0..2**32-1; default the config's) travels in the job's
+envelope (header ``brokerq-priority``) so retries, releases and dead-letter retries keep it;
+``ttr`` (seconds, beanstalkd's time-to-run) is a keyword argument of ``schedule``. The
+broker's middleware push hooks (tracing, metrics) run around every write.
+
 The command is sent to every chosen node before any answer is read, so the writes overlap on
 the wire without threads. Fewer than ``min_written`` acks → the copies written are deleted
-again and DeliveryError names the failed nodes.
+again and DeliveryError names the failed nodes. Priorities, delays and TTRs beyond
+beanstalkd's 32-bit fields are ValueErrors before anything is sent (``max_delay``).
 
-``delay`` returns the job's brokerq id (the ``Message.id`` its handler sees). The copies'
-locations (``<endpoint>/<job id>``) are remembered per producer (last 100k jobs, see
-``copies``); ``revoke`` deletes every copy it knows and, with a Redis guard, marks the id
-revoked, so copies it could not reach (another process's job, a node down right now) are
-deleted, not run, when a consumer reserves them. ``revoke`` also takes the go-queue style
+``delay`` returns the job's brokerq id (the ``Message.id`` its handler sees). With a Redis
+guard the copies' locations (``<endpoint>/<job id>``) are recorded there until the job's due
+time has passed, so ``revoke`` from any process deletes every reachable copy and marks the id
+revoked (copies it could not reach are deleted, not run, when a consumer reserves them);
+``revoke`` says truthfully whether the job was found. It also takes the go-queue style
 ``<id>|<endpoint>/<job id>,...`` form.
 
 Time: beanstalkd delays are whole seconds, so a job is made ready up to two seconds early and
@@ -26,44 +35,45 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import ClassVar
 
 from brokerq.broker import DelayProducer, refuse_options
 from brokerq.broker import Producer as PushProducer
 from brokerq.errors import BrokerError, ConnectionFailed, DeliveryError, MessageTooLarge
 from brokerq.headers import with_options
+from brokerq.middleware import MiddlewareChain
 from brokerq_beanstalk import codec
 from brokerq_beanstalk._wire import NodeConn
 from brokerq_beanstalk.config import Beanstalk, DqConf
+from brokerq_beanstalk.copies import CopiesLog
 from brokerq_beanstalk.guard import Guard
+from brokerq_beanstalk.protocol import check_put
 
 logger = logging.getLogger(__name__)
 
 MAX_REMEMBERED = 100_000
-HOLD = 1.0  # seconds before its time a job is made ready (the consumer holds it)
-
-
-def beanstalk_delay(seconds: float, goqueue: bool = False) -> int:
-    """Whole seconds to give beanstalkd for a job due in ``seconds``."""
-    if goqueue:
-        return max(0, math.ceil(seconds))
-    return max(0, math.floor(seconds - HOLD))
 
 
 def split_id(job_id: str) -> tuple[str, list[tuple[str, int]]]:
-    """``id|ep/jid,ep/jid`` → ``(id, [(ep, jid), ...])``."""
+    """``id|ep/jid,ep/jid`` → ``(id, [(ep, jid), ...])``; ValueError when malformed."""
     bq_id, _, copies = job_id.partition("|")
+    return bq_id, parse_copies(copies.split(","), job_id)
+
+
+def parse_copies(copies: Sequence[str], what: str) -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
-    for copy in filter(None, copies.split(",")):
+    for copy in filter(None, copies):
         endpoint, _, jid = copy.rpartition("/")
         if not endpoint or not jid.isdigit():
-            raise ValueError(f"invalid dq job id {job_id!r}")
+            raise ValueError(f"invalid dq job id {what!r}")
         out.append((endpoint, int(jid)))
-    return bq_id, out
+    return out
 
 
-class Producer(DelayProducer):
+class Producer(DelayProducer, PushProducer):
     """go-queue ``dq.Producer``: replicated delayed jobs. Thread-safe (one write at a time)."""
+
+    max_delay: ClassVar[float | None] = codec.MAX_DELAY
 
     def __init__(
         self,
@@ -76,22 +86,29 @@ class Producer(DelayProducer):
         priority: int = 2,
         goqueue_compat: bool = False,
         timeout: float = 5.0,
+        middleware: MiddlewareChain | None = None,
     ) -> None:
         if not beanstalks:
             raise ValueError("at least one beanstalk node is needed")
         self.replicas = max(1, min(replicas, len(beanstalks)))
         self.min_written = max(1, min(min_written, self.replicas))
         self.ttr = max(1, math.ceil(ttr))
+        check_put(priority, 0, self.ttr)
         self.priority = priority
         self.goqueue_compat = goqueue_compat
+        self.middleware = middleware or MiddlewareChain()
+        self.queue = beanstalks[0].tube
         self._guard = guard
+        self._log = CopiesLog(guard) if guard is not None else None
         self._nodes = {b.endpoint: NodeConn(b.endpoint, b.tube, timeout) for b in beanstalks}
         self._lock = threading.Lock()
         self._closed = False
         self._copies: OrderedDict[str, list[tuple[str, int]]] = OrderedDict()
 
     @classmethod
-    def from_conf(cls, conf: DqConf, guard: Guard | None = None) -> Producer:
+    def from_conf(
+        cls, conf: DqConf, guard: Guard | None = None, middleware: MiddlewareChain | None = None
+    ) -> Producer:
         return cls(
             conf.beanstalks,
             conf.replicas,
@@ -100,9 +117,24 @@ class Producer(DelayProducer):
             ttr=conf.ttr,
             priority=conf.priority,
             goqueue_compat=conf.goqueue_compat,
+            middleware=middleware,
         )
 
-    # -- DelayProducer ----------------------------------------------------------------------
+    # -- Producer / DelayProducer -----------------------------------------------------------
+    def push(
+        self,
+        value: bytes | str,
+        key: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        job_id: str | None = None,
+        priority: int | None = None,
+        time_limit: float | None = None,
+        type: str | None = None,
+    ) -> None:
+        """An immediate job (no ``not_before``). Use ``delay(value, 0)`` for its id."""
+        self._job(value, None, key, headers, job_id, priority, None, time_limit, type)
+
     def schedule(
         self,
         value: bytes | str,
@@ -114,36 +146,63 @@ class Producer(DelayProducer):
         priority: int | None = None,
         time_limit: float | None = None,
         type: str | None = None,
+        ttr: float | None = None,
     ) -> str:
-        """Run the job at unix time ``due`` (validated by ``delay`` / ``at``); return its id."""
-        refuse_options("beanstalk", job_id=job_id)
-        headers = with_options(headers, time_limit=time_limit, type=type)
-        return self._put(value, due, max(0.0, due - time.time()), priority, None, key, headers)
+        """Run the job at unix time ``due`` (validated by ``delay`` / ``at``); return its id.
 
-    def push(
+        ``ttr``: beanstalkd time-to-run in seconds (default the config's; the consumer
+        touches the job while it runs, so this only bounds how fast a dead consumer's
+        reservation comes back)."""
+        return self._job(value, due, key, headers, job_id, priority, ttr, time_limit, type)
+
+    def _job(
         self,
         value: bytes | str,
-        key: bytes | str | None = None,
-        headers: Mapping[str, str] | None = None,
-        *,
-        job_id: str | None = None,
-        priority: int | None = None,
-        time_limit: float | None = None,
-        type: str | None = None,
+        due: float | None,
+        key: bytes | str | None,
+        headers: Mapping[str, str] | None,
+        job_id: str | None,
+        priority: int | None,
+        ttr: float | None,
+        time_limit: float | None,
+        type: str | None,
     ) -> str:
-        """An immediate job (no ``not_before``); return its id."""
         refuse_options("beanstalk", job_id=job_id)
+        pri = self.priority if priority is None else priority
+        run = self.ttr if ttr is None else max(1, math.ceil(ttr))
+        check_put(pri, 0, run)
         headers = with_options(headers, time_limit=time_limit, type=type)
-        return self._put(value, None, 0.0, priority, None, key, headers)
+        if priority is not None:
+            headers = {**(headers or {}), codec.PRIORITY: str(priority)}
+        chain = self.middleware
+        if not chain.push_hooks:
+            return self._put(value, due, pri, run, key, headers)
+        return chain.push(self.queue, headers, lambda h: self._put(value, due, pri, run, key, h))
 
     def revoke(self, job_id: str) -> bool:
-        """Delete every reachable copy and mark the id revoked; True if anything was cancelled."""
+        """Cancel a job that has not run yet: delete every reachable copy and, with a Redis
+        guard, mark the id revoked (copies out of reach are deleted when reserved).
+
+        True only if the job was found and cancelled: False for an unknown id and for a
+        job that already ran, was dead-lettered or revoked. ConnectionFailed when Redis
+        cannot say; ValueError for a malformed go-queue style id.
+        """
         bq_id, copies = split_id(job_id)
-        marked = self._guard.revoke(bq_id) if self._guard is not None and bq_id else False
+        with self._lock:
+            mine = self._copies.pop(bq_id, [])
+            if self._log is not None:
+                try:
+                    self._log.drain()
+                except ConnectionFailed as e:
+                    logger.warning("job copies not recorded in redis: %s", e)
+        known = copies or mine
+        marked = False
+        if self._guard is not None and bq_id:
+            marked, recorded = self._guard.revoke(bq_id, known=bool(known))
+            known = list(dict.fromkeys([*known, *parse_copies(recorded, job_id)]))
         deleted = False
         with self._lock:
-            copies = copies or self._copies.pop(bq_id, [])
-            for endpoint, jid in copies:
+            for endpoint, jid in known:
                 node = self._nodes.get(endpoint)
                 if node is None:
                     logger.warning("revoke %s: endpoint %s is not configured", bq_id, endpoint)
@@ -152,13 +211,16 @@ class Producer(DelayProducer):
                     deleted |= node.delete(jid)
                 except BrokerError as e:
                     logger.warning("revoke %s: copy on %s: %s", bq_id, endpoint, e)
-        return marked or deleted
+        return marked if self._guard is not None else deleted
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             for node in self._nodes.values():
                 node.close()
+            if self._log is not None:
+                self._log.close()
+                self._log = None
             if self._guard is not None:
                 self._guard.close()
 
@@ -169,16 +231,15 @@ class Producer(DelayProducer):
             return nodes
         random.shuffle(nodes)
         now = time.monotonic()
-        nodes.sort(key=lambda n: n._down_until > now)  # nodes known down go last
+        nodes.sort(key=lambda n: n.down_until > now)  # nodes known down go last
         return nodes[: self.replicas]
 
     def _put(
         self,
         value: bytes | str,
         due: float | None,
-        seconds: float,
-        priority: int | None,
-        ttr: float | None,
+        pri: int,
+        run: int,
         key: bytes | str | None,
         headers: Mapping[str, str] | None,
     ) -> str:
@@ -187,9 +248,8 @@ class Producer(DelayProducer):
         bq_id, body = codec.encode(
             value, due, key=key, headers=headers, goqueue=self.goqueue_compat
         )
-        delay = beanstalk_delay(seconds, self.goqueue_compat)
-        pri = self.priority if priority is None else priority
-        run = self.ttr if ttr is None else max(1, math.ceil(ttr))
+        seconds = 0.0 if due is None else max(0.0, due - time.time())
+        delay = codec.beanstalk_delay(seconds, self.goqueue_compat)
         written: list[tuple[NodeConn, int]] = []
         failed: dict[str, BrokerError] = {}
         with self._lock:
@@ -231,41 +291,21 @@ class Producer(DelayProducer):
             raise err from cause
         if failed:
             logger.warning("job %s: copies failed on %s", bq_id, ", ".join(failed))
+        copies = [(n.endpoint, jid) for n, jid in written]
         with self._lock:
-            self._copies[bq_id] = [(n.endpoint, jid) for n, jid in written]
+            self._copies[bq_id] = copies
             if len(self._copies) > MAX_REMEMBERED:
                 self._copies.popitem(last=False)
+            if self._log is not None:
+                try:
+                    self._log.record(
+                        bq_id, due or time.time(), [f"{ep}/{jid}" for ep, jid in copies]
+                    )
+                except ConnectionFailed as e:  # written: only a revoke from elsewhere is weaker
+                    logger.warning("job %s: copies not recorded in redis: %s", bq_id, e)
         return bq_id
 
     def copies(self, job_id: str) -> list[str]:
         """Where this producer wrote ``job_id`` (``endpoint/job id``), if still remembered."""
         with self._lock:
             return [f"{ep}/{jid}" for ep, jid in self._copies.get(job_id, [])]
-
-
-class PushAdapter(PushProducer):
-    """``brokerq.broker.Producer`` over a dq Producer: push = an immediate job."""
-
-    def __init__(self, producer: Producer) -> None:
-        self._producer = producer
-
-    def push(
-        self,
-        value: bytes | str,
-        key: bytes | str | None = None,
-        headers: Mapping[str, str] | None = None,
-        *,
-        job_id: str | None = None,
-        priority: int | None = None,
-        time_limit: float | None = None,
-        type: str | None = None,
-    ) -> None:
-        self._producer.push(
-            value, key, headers, job_id=job_id, priority=priority, time_limit=time_limit, type=type
-        )
-
-    def close(self) -> None:
-        self._producer.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._producer, name)

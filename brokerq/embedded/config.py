@@ -6,19 +6,37 @@ YAML::
       path: ./brokerq.db        # sqlite only
       queue: default
       visibility_timeout: 30s   # sqlite only: a killed worker's job runs again after this
+      poll_interval: 50ms       # sqlite only
+      synchronous: full         # sqlite only
+      priority: 2               # of jobs pushed without priority= (lower runs first)
       backend: sqlite           # or memory (tests, examples)
 
-One model serves both brokers so that switching ``backend`` never turns a valid section
-into an "unknown key" error: the memory broker ignores the file settings.
+One model serves both brokers. The memory broker lives inside one process, so it refuses
+the sqlite-only file settings (``path``, ``synchronous``) rather than ignore them.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from brokerq.duration import Duration
+
+MAX_PRIORITY = 2**32 - 1
+DEFAULT_PRIORITY = 2  # go-queue's dq priority, so both brokers agree on the default
+
+
+def check_priority(priority: int | None, default: int) -> int:
+    """``priority`` (or ``default`` when None) after checking it is an int in
+    0..2**32-1 (beanstalkd's range; lower runs first). ValueError otherwise."""
+    if priority is None:
+        return default
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ValueError(f"priority {priority!r}: expected an integer 0..{MAX_PRIORITY}")
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise ValueError(f"priority {priority}: outside 0..{MAX_PRIORITY} (lower runs first)")
+    return priority
 
 
 class EmbeddedConf(BaseModel):
@@ -45,7 +63,24 @@ class EmbeddedConf(BaseModel):
         description="producer commits: full = fsync per push (survives power loss); "
         "normal = survives a crashed process only",
     )
+    priority: int = Field(
+        default=DEFAULT_PRIORITY,
+        ge=0,
+        le=MAX_PRIORITY,
+        description="priority of jobs pushed without priority= (lower runs first)",
+    )
     backend: Literal["sqlite", "memory"] = Field(default="sqlite", description="which broker")
+
+    @model_validator(mode="after")
+    def _memory_has_no_file(self) -> EmbeddedConf:
+        if self.backend == "memory":
+            given = [k for k in ("path", "synchronous") if k in self.model_fields_set]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: not used by backend: memory (it keeps jobs inside "
+                    "one process, in no file); remove it, or use backend: sqlite"
+                )
+        return self
 
     @field_validator("visibility_timeout")
     @classmethod

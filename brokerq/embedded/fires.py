@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from brokerq.embedded import _sqlite_db as sql
+from brokerq.embedded.config import DEFAULT_PRIORITY, check_priority
 from brokerq.errors import BrokerError, ConnectionFailed, DeliveryError
 from brokerq.message import Message
 from brokerq.schedule.spec import EPOCH
@@ -67,10 +68,17 @@ class SqliteFireStore(FireStore):
     """
 
     def __init__(
-        self, path: str, synchronous: str, queue: str, namespace: str, notify: Callable[[], None]
+        self,
+        path: str,
+        synchronous: str,
+        queue: str,
+        namespace: str,
+        notify: Callable[[], None],
+        default_priority: int = DEFAULT_PRIORITY,
     ) -> None:
         super().__init__(namespace)
         self._queue = queue
+        self._default_priority = default_priority
         self._notify = notify
         self._db = sql.Db(path, synchronous)
         self._ready = False
@@ -107,6 +115,7 @@ class SqliteFireStore(FireStore):
             json.dumps(dict(message.headers)) if message.headers else None,
             now,
             now,
+            check_priority(priority, self._default_priority),
         )
         with self._db.transaction(f"fire {message.id}", DeliveryError) as conn:
             if conn.execute(CLAIM_ID, (message.id, now)).rowcount == 0:
@@ -124,7 +133,8 @@ class SqliteFireStore(FireStore):
         self._db.close()
 
 
-Enqueue = Callable[[Iterable[tuple[Message, float]]], None]
+Enqueue = Callable[[Iterable[tuple[Message, float]], int | None], None]
+"""Queue ``(message, due)`` pairs at a priority (None: the broker's default)."""
 
 
 class MemoryFireRecords:
@@ -162,7 +172,7 @@ class MemoryFireStore(FireStore):
             if message.id in self._records.ids:
                 return False
             try:
-                self._enqueue([(message, time.time())])
+                self._enqueue([(message, time.time())], priority)
             except BrokerError as e:
                 raise DeliveryError(f"fire {message.id}: {e}") from e
             self._records.ids.add(message.id)

@@ -1,25 +1,31 @@
 """An in-process broker for tests and examples (dramatiq's ``StubBroker``).
 
 All state lives on the ``MemoryBroker`` object, so its producers and sources share one queue
-and nothing survives the process. One ``Condition`` guards a heap of waiting jobs keyed on
-``(not_before, seq)``: immediate pushes are due at once, delayed jobs and retries when their
-time comes, and ``release`` puts a job back at its old place. ``join()`` lets a test wait
-until every job, retries included, has been handled.
+and nothing survives the process (the CLI refuses it for that reason). Waiting jobs sit in
+the core ``Dispatcher`` (brokerq.dispatch): never handed out before their due time, lowest
+``priority`` first (beanstalkd's rule, 0..2**32-1; the section's ``priority`` when a push
+gives none), in push order among equals. A job keeps its priority through retries, releases
+and dead-letter redrives. ``join()`` lets a test wait until every job, retries included, has
+been handled.
+
+Redeliveries are counted: a source closed with deliveries it never settled (its handlers
+were abandoned at shutdown) gives them back with ``attempt + 1``, as an expired sqlite lease
+does, so a handler that never finishes ends as a dead letter after ``max_attempts``.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from brokerq.broker import (
     Broker,
+    Capabilities,
     DeadLetter,
     DelayProducer,
     Delivery,
@@ -28,46 +34,52 @@ from brokerq.broker import (
     WorkerInfo,
     refuse_options,
 )
+from brokerq.dispatch import Dispatcher
 from brokerq.embedded._workers import LiveWorkers
-from brokerq.embedded.config import EmbeddedConf
+from brokerq.embedded.config import EmbeddedConf, check_priority
 from brokerq.errors import BrokerError
 from brokerq.headers import with_options
 from brokerq.message import Message, to_bytes
+from brokerq.outcome import Failure
 from brokerq.ratelimit import LocalRateLimiter
 from brokerq.schedule.store import FireStore
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class _Handle:
-    """Which delivery this is (``token``) and where the job sat in the heap (for release)."""
+@dataclass(slots=True, eq=False)
+class _Job:
+    """A message with its priority; ``token`` names its current delivery (0: waiting)."""
 
-    token: int
-    due: float
-    seq: int
+    message: Message
+    priority: int
+    token: int = 0
 
 
 class MemoryBroker(Broker):
-    """A thread-safe in-process queue with delays, retries, dead letters and ``join``."""
+    """A thread-safe in-process queue with delays, priorities, retries, dead letters and
+    ``join``."""
 
     name = "memory"
     section = "embedded"
     config_model = EmbeddedConf
+    capabilities = Capabilities(delay=True, priority=True, counts_redeliveries=True)
+    in_process: ClassVar[bool] = True  # jobs live in this object: the CLI refuses it
 
     def __init__(self, config: EmbeddedConf | Mapping[str, Any] | None = None) -> None:
         if config is None:
             config = EmbeddedConf(backend="memory")
         elif not isinstance(config, EmbeddedConf):
-            config = EmbeddedConf.model_validate(config)
+            config = EmbeddedConf.model_validate({"backend": "memory", **config})
         self.config = config
         self.queue = config.queue
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, str]] = []  # (due, seq, id); stale entries skipped
-        self._waiting: dict[str, tuple[Message, float, int]] = {}  # id -> (message, due, seq)
-        self._in_flight: dict[int, Message] = {}
-        self._dead: list[DeadLetter] = []
-        self._seq = itertools.count()
+        self._dispatch: Dispatcher[_Job] = Dispatcher(
+            capacity=2**62, priority_of=lambda job: job.priority
+        )
+        self._lock = threading.Condition()
+        self._in_flight: dict[int, _Job] = {}
+        self._dead: list[tuple[DeadLetter, int]] = []  # (letter, priority)
+        self._outstanding = 0  # jobs not yet acked, dead-lettered or revoked
         self._tokens = itertools.count(1)
         self._closed = False
         self._live = LiveWorkers()
@@ -87,7 +99,7 @@ class MemoryBroker(Broker):
         from brokerq.embedded.fires import MemoryFireRecords, MemoryFireStore
 
         records = self.__dict__.setdefault("_fire_records", MemoryFireRecords())
-        return MemoryFireStore(namespace, records, self._enqueue)
+        return MemoryFireStore(namespace, records, self._enqueue_messages)
 
     def rate_limiter(self) -> LocalRateLimiter:
         """Counts in this process: every worker of a memory broker lives in it."""
@@ -103,9 +115,10 @@ class MemoryBroker(Broker):
 
     def close(self) -> None:
         """Wake every waiting receive; later pushes fail. Idempotent."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            self._lock.notify_all()
+        self._dispatch.close()
 
     # -- live workers (brokerq.heartbeat) ---------------------------------------------------
     def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
@@ -117,34 +130,35 @@ class MemoryBroker(Broker):
 
     # -- inspection --------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
-        now = time.time()
-        with self._cond:
-            delayed = sum(1 for _, due, _ in self._waiting.values() if due > now)
+        ready, delayed = self._dispatch.counts()
+        with self._lock:
             return {
-                "pending": len(self._waiting) - delayed,
+                "pending": ready,
                 "delayed": delayed,
                 "in_flight": len(self._in_flight),
                 "dead": len(self._dead),
             }
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
-        with self._cond:
-            return [d for d in self._dead if refs is None or d.ref in refs][:limit]
+        """Dead letters, oldest first; ``refs`` are message ids (the ``ref`` shown)."""
+        with self._lock:
+            return [d for d, _ in self._dead if refs is None or d.ref in refs][: max(0, limit)]
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
-        """Requeue dead letters (``ref`` is the message id) with a fresh attempt count."""
-        wanted = None if refs is None else set(refs)
-        with self._cond:
-            again = [d for d in self._dead if wanted is None or d.ref in wanted]
-            self._dead = [d for d in self._dead if not (wanted is None or d.ref in wanted)]
-            now = time.time()
-            for d in again:
-                self._put(replace(d.message, attempt=1, not_before=None), now)
-            return len(again)
+        """Requeue dead letters (``ref`` is the message id) at attempt 1, keeping their
+        priority; return how many."""
+        with self._lock:
+            again = [e for e in self._dead if refs is None or e[0].ref in refs]
+            self._dead = [e for e in self._dead if not (refs is None or e[0].ref in refs)]
+            self._outstanding += len(again)
+        for letter, priority in again:
+            self._dispatch.put(_Job(replace(letter.message, attempt=1, not_before=None), priority))
+        return len(again)
 
     def purge_dead(self, refs: list[str] | None = None) -> int:
-        with self._cond:
-            kept = [d for d in self._dead if refs is not None and d.ref not in refs]
+        """Delete dead letters (all when ``refs`` is None); return how many."""
+        with self._lock:
+            kept = [e for e in self._dead if refs is not None and e[0].ref not in refs]
             count = len(self._dead) - len(kept)
             self._dead = kept
             return count
@@ -156,67 +170,44 @@ class MemoryBroker(Broker):
         seconds (for example when no worker is running). Dead letters do not count: inspect
         ``dead_letters()`` afterwards.
         """
-        with self._cond:
-            idle = self._cond.wait_for(lambda: not self._waiting and not self._in_flight, timeout)
+        with self._lock:
+            idle = self._lock.wait_for(lambda: self._outstanding == 0, timeout)
         if not idle:
             raise TimeoutError(f"memory broker not idle after {timeout}s: {self.stats()}")
 
-    # -- internals (called with or without the lock, as marked) ------------------------------
-    def _put(self, message: Message, due: float, seq: int | None = None) -> None:
-        """Queue ``message`` (lock held)."""
-        if seq is None:
-            seq = next(self._seq)
-        self._waiting[message.id] = (message, due, seq)
-        heapq.heappush(self._heap, (due, seq, message.id))
-        self._cond.notify_all()
-
-    def _enqueue(self, messages: Iterable[tuple[Message, float]]) -> None:
-        with self._cond:
+    # -- internals ---------------------------------------------------------------------------
+    def _enqueue(self, jobs: list[tuple[_Job, float | None]]) -> None:
+        with self._lock:
             if self._closed:
                 raise BrokerError("memory broker is closed")
-            for message, due in messages:
-                self._put(message, due)
+            self._outstanding += len(jobs)
+        now = [job for job, due in jobs if due is None]
+        if now:
+            self._dispatch.put_many(now)  # one lock acquisition for a batch
+        for job, due in jobs:
+            if due is not None:
+                self._dispatch.put(job, due)
 
-    def _take(self, timeout: float, source: MemorySource) -> tuple[Message, _Handle] | None:
-        """Wait up to ``timeout`` for a due job and record it as in flight at ``source``."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not (self._closed or source._closed):
-                wait = deadline - time.monotonic()
-                while self._heap:
-                    due, seq, job_id = self._heap[0]
-                    entry = self._waiting.get(job_id)
-                    if entry is None or entry[2] != seq:
-                        heapq.heappop(self._heap)  # revoked or requeued since
-                        continue
-                    lag = due - time.time()
-                    if lag <= 0:
-                        heapq.heappop(self._heap)
-                        del self._waiting[job_id]
-                        token = next(self._tokens)
-                        self._in_flight[token] = entry[0]
-                        source._mine.add(token)
-                        return entry[0], _Handle(token, due, seq)
-                    wait = min(wait, lag)
-                    break
-                if wait <= 0:
-                    return None
-                self._cond.wait(wait)
-        return None
+    def _enqueue_messages(
+        self, messages: Iterable[tuple[Message, float]], priority: int | None = None
+    ) -> None:
+        """Queue ``(message, due)`` pairs at ``priority`` (None: the section's; schedule
+        fires)."""
+        prio = check_priority(priority, self.config.priority)
+        self._enqueue([(_Job(m, prio), due) for m, due in messages])
 
-    def _settle(self, handle: _Handle, action: str) -> Message | None:
-        """Remove a delivery from the in-flight set (lock held); None if already settled."""
-        message = self._in_flight.pop(handle.token, None)
-        if message is None:
-            logger.warning("memory broker: %s of a delivery that was already settled", action)
-        self._cond.notify_all()
-        return message
+    def _finished(self, n: int = 1) -> None:
+        """``n`` jobs left for good (acked, dead-lettered, revoked); lock held."""
+        self._outstanding -= n
+        if self._outstanding <= 0:
+            self._lock.notify_all()
 
     def _revoke(self, job_id: str) -> bool:
-        with self._cond:
-            found = self._waiting.pop(job_id, None) is not None
-            self._cond.notify_all()
-            return found
+        removed = self._dispatch.remove(lambda job: job.message.id == job_id)
+        if removed:
+            with self._lock:
+                self._finished(len(removed))
+        return bool(removed)
 
 
 class MemoryProducer(Producer):
@@ -236,10 +227,12 @@ class MemoryProducer(Producer):
         time_limit: float | None = None,
         type: str | None = None,
     ) -> None:
-        refuse_options(self._broker.name, job_id=job_id, priority=priority)
+        refuse_options(self._broker.name, job_id=job_id)
         headers = with_options(headers, time_limit=time_limit, type=type)
         self._broker.middleware.push(
-            self._broker.queue, headers, lambda h: self.push_many([value], key=key, headers=h)
+            self._broker.queue,
+            headers,
+            lambda h: self.push_many([value], key=key, headers=h, priority=priority),
         )
 
     def push_many(
@@ -247,13 +240,16 @@ class MemoryProducer(Producer):
         values: Iterable[bytes | str],
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        priority: int | None = None,
     ) -> list[str]:
-        """Push several values at once (same key and headers); return their ids."""
+        """Push several values at once (same key, headers and priority); return their ids."""
+        prio = check_priority(priority, self._broker.config.priority)
         k = None if key is None else to_bytes(key)
         h = dict(headers or {})
         now = time.time()
         messages = [Message(value=to_bytes(v), key=k, headers=h, created_at=now) for v in values]
-        self._broker._enqueue((m, now) for m in messages)
+        self._broker._enqueue([(_Job(m, prio), None) for m in messages])
         return [m.id for m in messages]
 
     def close(self) -> None:
@@ -261,7 +257,7 @@ class MemoryProducer(Producer):
 
 
 class MemoryDelayProducer(DelayProducer):
-    """Schedules jobs in a ``MemoryBroker``."""
+    """Schedules jobs in a ``MemoryBroker``; no limit on how far ahead (``max_delay`` None)."""
 
     def __init__(self, broker: MemoryBroker) -> None:
         self._broker = broker
@@ -278,18 +274,20 @@ class MemoryDelayProducer(DelayProducer):
         time_limit: float | None = None,
         type: str | None = None,
     ) -> str:
-        refuse_options(self._broker.name, job_id=job_id, priority=priority)
+        refuse_options(self._broker.name, job_id=job_id)
+        prio = check_priority(priority, self._broker.config.priority)
         headers = with_options(headers, time_limit=time_limit, type=type)
 
         def send(h: Mapping[str, str] | None) -> str:
             k = None if key is None else to_bytes(key)
             message = Message(value=to_bytes(value), key=k, headers=dict(h or {}), not_before=due)
-            self._broker._enqueue([(message, due)])
+            self._broker._enqueue([(_Job(message, prio), due)])
             return message.id
 
         return self._broker.middleware.push(self._broker.queue, headers, send)
 
     def revoke(self, job_id: str) -> bool:
+        """Remove a job that is waiting (pending or delayed); False if none is."""
         return self._broker._revoke(job_id)
 
     def close(self) -> None:
@@ -298,7 +296,7 @@ class MemoryDelayProducer(DelayProducer):
 
 class MemorySource(Source):
     """Receives from a ``MemoryBroker``. Closing it gives back whatever it has not settled,
-    since there is no lease to expire (like a beanstalkd connection that goes away)."""
+    with ``attempt + 1`` (there is no lease to expire; see the module doc)."""
 
     def __init__(self, broker: MemoryBroker) -> None:
         self._broker = broker
@@ -306,62 +304,90 @@ class MemorySource(Source):
         self._closed = False
 
     def receive(self, timeout: float) -> Delivery[Any] | None:
-        if self._closed:
-            return None
-        taken = self._broker._take(max(0.0, timeout), self)
-        return None if taken is None else Delivery(taken[0], taken[1])
+        got = self.receive_many(1, timeout)
+        return got[0] if got else None
 
-    def _done(self, delivery: Delivery[Any], action: str) -> tuple[Message, _Handle] | None:
-        handle: _Handle = delivery.handle
-        self._mine.discard(handle.token)
-        message = self._broker._settle(handle, action)
-        return None if message is None else (message, handle)
+    def receive_many(self, max_n: int, timeout: float) -> list[Delivery[Any]]:
+        if self._closed:
+            return []
+        jobs = self._broker._dispatch.get_many(max_n, max(0.0, timeout))
+        if not jobs:
+            return []
+        broker = self._broker
+        with broker._lock:
+            if self._closed:  # closed while we waited: give them back untouched
+                for job in reversed(jobs):
+                    broker._dispatch.put_front(job, holds_key=False)
+                return []
+            out: list[Delivery[Any]] = []
+            for job in jobs:
+                job.token = next(broker._tokens)
+                broker._in_flight[job.token] = job
+                self._mine.add(job.token)
+                out.append(Delivery(job.message, job))
+        return out
+
+    def _take(self, delivery: Delivery[Any], action: str) -> _Job | None:
+        """Remove a delivery from the in-flight set (lock held); None if already settled."""
+        job: _Job = delivery.handle
+        self._mine.discard(job.token)
+        found = self._broker._in_flight.pop(job.token, None)
+        if found is None:
+            logger.warning("memory broker: %s of a delivery that was already settled", action)
+        job.token = 0
+        return found
 
     def ack(self, delivery: Delivery[Any]) -> None:
-        with self._broker._cond:
-            self._done(delivery, "ack")
+        with self._broker._lock:
+            if self._take(delivery, "ack") is not None:
+                self._broker._finished()
 
-    def retry(self, delivery: Delivery[Any], delay: float, error: str) -> None:
-        now = time.time()
-        due = now + max(0.0, delay)
-        with self._broker._cond:
-            done = self._done(delivery, "retry")
-            if done is not None:
-                self._broker._put(
-                    replace(done[0], attempt=done[0].attempt + 1, not_before=due), due
-                )
+    def retry(self, delivery: Delivery[Any], delay: float, error: Failure) -> None:
+        due = time.time() + max(0.0, delay)
+        with self._broker._lock:
+            job = self._take(delivery, "retry")
+        if job is not None:
+            job.message = replace(job.message, attempt=job.message.attempt + 1, not_before=due)
+            self._broker._dispatch.put(job, due)
 
-    def dead(self, delivery: Delivery[Any], error: str) -> None:
-        with self._broker._cond:
-            done = self._done(delivery, "dead")
-            if done is not None:
+    def dead(self, delivery: Delivery[Any], error: Failure) -> None:
+        failure = Failure.parse(error)
+        with self._broker._lock:
+            job = self._take(delivery, "dead")
+            if job is not None:
                 letter = DeadLetter(
-                    done[0],
-                    error,
+                    job.message,
+                    failure,
                     failed_at=time.time(),
-                    ref=done[0].id,
-                    traceback=getattr(error, "traceback", ""),
+                    ref=job.message.id,
+                    traceback=failure.traceback,
                 )
-                self._broker._dead.append(letter)
+                self._broker._dead.append((letter, job.priority))
+                self._broker._finished()
 
     def release(self, delivery: Delivery[Any]) -> None:
-        with self._broker._cond:
-            done = self._done(delivery, "release")
-            if done is not None:
-                self._broker._put(done[0], done[1].due, done[1].seq)
+        with self._broker._lock:
+            job = self._take(delivery, "release")
+        if job is not None:
+            self._broker._dispatch.put_front(job, holds_key=False)
 
     def close(self) -> None:
-        """Put back every delivery of this source that was not settled. Idempotent."""
-        with self._broker._cond:
+        """Give back every delivery of this source that was not settled, with ``attempt + 1``
+        (a handler that never finished counts as an attempt). Idempotent."""
+        with self._broker._lock:
             if self._closed:
                 return
             self._closed = True
-            for token in sorted(self._mine):
-                message = self._broker._in_flight.pop(token, None)
-                if message is not None:
-                    logger.warning(
-                        "memory source closed with message %s unsettled; requeued", message.id
-                    )
-                    self._broker._put(message, message.not_before or message.created_at)
+            jobs = [self._broker._in_flight.pop(t, None) for t in sorted(self._mine)]
             self._mine.clear()
-            self._broker._cond.notify_all()
+        for job in jobs:
+            if job is None:
+                continue
+            logger.warning(
+                "memory source closed with message %s unsettled; requeued as attempt %d",
+                job.message.id,
+                job.message.attempt + 1,
+            )
+            job.token = 0
+            job.message = replace(job.message, attempt=job.message.attempt + 1)
+            self._broker._dispatch.put_front(job, holds_key=False)

@@ -3,8 +3,8 @@
 For your handlers, without any server:
 
 - ``StubBroker``: the in-memory broker (``brokerq.embedded.MemoryBroker``): push, run a
-  ``Worker`` over ``broker.source``, then ``broker.join()`` waits until every job, retries
-  included, is handled; ``broker.dead_letters()`` shows what failed.
+  worker with ``running(broker, handler)``, then ``broker.join()`` waits until every job,
+  retries included, is handled; ``broker.dead_letters()`` shows what failed.
 - ``RecordingProducer`` / ``RecordingDelayProducer``: drop-in producers that record what your
   code sends (``.sent``), for code that pushes or schedules jobs.
 
@@ -20,5 +20,13 @@ neither pytest nor a driver at module level; tests/, bench/ and scripts/services
 
 from brokerq.embedded.memory import MemoryBroker as StubBroker
 from brokerq.testing.fakes import RecordingDelayProducer, RecordingProducer, Sent
+from brokerq.testing.run import consuming_in_thread, running
 
-__all__ = ["RecordingDelayProducer", "RecordingProducer", "Sent", "StubBroker"]
+__all__ = [
+    "RecordingDelayProducer",
+    "RecordingProducer",
+    "Sent",
+    "StubBroker",
+    "consuming_in_thread",
+    "running",
+]

@@ -13,15 +13,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from brokerq.batch import BatchConfig, BatchHandler
-from brokerq.broker import Broker, Consumer, Delivery
+from brokerq.broker import Broker, Delivery
 from brokerq.errors import BatchFailed, Drop, DuplicateJob, NotSupported, Retry
 from brokerq.message import Message
 from brokerq.retry import RetryPolicy
+from brokerq.testing.run import consuming_in_thread
+from brokerq.testing.run import running as _running
 from brokerq.worker import Worker
 
 __all__ = [
@@ -48,37 +50,11 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: flo
     return predicate()
 
 
-C = TypeVar("C", bound=Consumer)
-
-
-@contextmanager
-def consuming_in_thread(consumer: C, handler: Callable[..., Any]) -> Iterator[C]:
-    """Run ``consumer.consume(handler)`` in a thread for the ``with`` body, then stop it."""
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            consumer.consume(handler)
-        except BaseException as e:  # surfaced below
-            errors.append(e)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
-        yield consumer
-    finally:
-        consumer.stop()
-        thread.join(30)
-        assert not thread.is_alive(), "consumer did not stop"
-        assert not errors, errors
-
-
 @contextmanager
 def running(broker: Broker, handler: Callable[..., Any], **options: Any) -> Iterator[Worker]:
-    """Run a Worker over a new Source of ``broker`` in a thread for the ``with`` body."""
+    """``brokerq.testing.running`` with the contract's fast retry policy by default."""
     options.setdefault("retry", FAST_RETRY)
-    options.setdefault("shutdown_timeout", 10.0)
-    with consuming_in_thread(Worker(broker.source, **options), handler) as worker:
+    with _running(broker, handler, **options) as worker:
         yield worker
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from brokerq.embedded import SqliteBroker
+from brokerq.outcome import Failure
 from tests.contract import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,15 +90,19 @@ def test_push_run_then_graceful_sigterm(config: Path, env: dict[str, str]) -> No
 
 
 def test_sigterm_waits_for_in_flight_then_second_signal_exits_at_once(
-    config: Path, env: dict[str, str]
+    config: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
+    started = tmp_path / "started.txt"
+    env["BQ_STARTED"] = str(started)
+
+    def running(value: str) -> bool:  # the handler writes this before it sleeps
+        return started.exists() and value in started.read_text().split()
+
     bq("push", str(config), "slow", env=env)
-    env["BQ_SLEEP"] = "4"  # long enough for a loaded machine to see it in flight
+    env["BQ_SLEEP"] = "4"
     worker = start_worker(config, env)
     try:
-        assert wait_for(
-            lambda: '"in_flight": 1' in bq("stats", str(config), "--json", env=env).stdout, 30
-        )
+        assert wait_for(lambda: running("slow"), 60)
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=30)
         assert worker.returncode == 0, err
@@ -104,15 +111,13 @@ def test_sigterm_waits_for_in_flight_then_second_signal_exits_at_once(
         bq("push", str(config), "cut", env=env)
         env["BQ_SLEEP"] = "30"
         worker = start_worker(config, env)
-        assert wait_for(
-            lambda: '"in_flight": 1' in bq("stats", str(config), "--json", env=env).stdout, 30
-        )
+        assert wait_for(lambda: running("cut"), 60)
         worker.send_signal(signal.SIGTERM)
         time.sleep(0.3)
-        started = time.monotonic()
+        started_at = time.monotonic()
         worker.send_signal(signal.SIGTERM)
         worker.communicate(timeout=10)
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started_at < 5
         assert worker.returncode == 130
     finally:
         if worker.poll() is None:
@@ -131,7 +136,11 @@ def test_delay_at_revoke(config: Path, env: dict[str, str]) -> None:
     assert '"delayed": 2' in bq("stats", str(config), "--json", env=env).stdout
     assert bq("revoke", str(config), job, env=env).stdout.strip() == "revoked"
     assert '"delayed": 1' in bq("stats", str(config), "--json", env=env).stdout
-    assert "not found" in bq("revoke", str(config), job, env=env).stdout
+    proc = bq("revoke", str(config), job, env=env, check=False)
+    assert proc.returncode == 6, proc.stderr
+    assert "not found" in proc.stderr and proc.stdout == ""
+    proc = bq("revoke", str(config), "not-an-id", env=env, check=False)
+    assert proc.returncode == 6 and "'not-an-id' not found" in proc.stderr
 
 
 def test_dead_letters_list_retry_purge(config: Path, env: dict[str, str]) -> None:
@@ -156,6 +165,71 @@ def test_dead_letters_list_retry_purge(config: Path, env: dict[str, str]) -> Non
         worker.send_signal(signal.SIGTERM)
         worker.communicate(timeout=30)
     assert bq("dead", str(config), "--purge", env=env).stdout.strip() == "purged 0"
+
+
+def _make_dead_letters(env: dict[str, str], *values: str) -> list[str]:
+    """Dead-letter ``values`` through the library, each with a real traceback; return ids."""
+    with SqliteBroker({"path": env["BQ_DB"], "queue": "q"}) as broker:
+        ids = broker.producer().push_many(list(values))
+        with broker.source() as source:
+            for _ in values:
+                delivery = source.receive(5)
+                assert delivery is not None
+                try:
+                    raise KeyError(delivery.message.value.decode())
+                except KeyError as e:
+                    source.dead(delivery, Failure.of(e))
+    return ids
+
+
+def test_dead_ref_limit_json_and_purge_of_one(config: Path, env: dict[str, str]) -> None:
+    x, y = _make_dead_letters(env, "first", "second")
+    listing = bq("dead", str(config), "--ref", x, env=env).stdout
+    assert x in listing and y not in listing and "1 dead letter(s)" in listing
+    limited = bq("dead", str(config), "--limit", "1", env=env).stdout
+    assert x in limited and y not in limited
+    assert "showing 1 of 2 dead letter(s)" in limited
+    letters = json.loads(bq("dead", str(config), "--json", env=env).stdout)
+    assert [d["ref"] for d in letters] == [x, y]
+    assert letters[0]["error"] == "KeyError: 'first'" and letters[0]["error_type"] == "KeyError"
+    assert "Traceback (most recent call last)" in letters[0]["traceback"]
+    assert "raise KeyError(delivery.message.value.decode())" in letters[0]["traceback"]
+    assert letters[0]["value"] == "first" and letters[0]["attempt"] == 1
+    assert bq("dead", str(config), "--purge", "--ref", x, env=env).stdout.strip() == "purged 1"
+    assert [d["ref"] for d in json.loads(bq("dead", str(config), "--json", env=env).stdout)] == [y]
+    for args in (("--purge", "--ref", x), ("--retry", "--ref", x), ("--ref", x)):
+        proc = bq("dead", str(config), *args, env=env, check=False)
+        assert proc.returncode == 6, (args, proc.stderr)
+        assert f"no dead letter with ref {x}" in proc.stderr
+    assert bq("dead", str(config), "--retry", "--ref", y, env=env).stdout.strip() == "requeued 1"
+    assert '"dead": 0' in bq("stats", str(config), "--json", env=env).stdout
+
+
+def test_push_value_from_stdin_or_file_and_priority(
+    config: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    big = tmp_path / "big.json"
+    big.write_bytes(b'{"blob": "' + b"x" * 200_000 + b'"}')
+    proc = subprocess.run(
+        [BROKERQ, "push", str(config), "-", "--priority", "5"],
+        cwd=ROOT,
+        env=env,
+        input="from stdin\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    bq("push", str(config), f"@{big}", "--priority", "0", env=env)
+    bq("delay", str(config), "@" + str(big), "--in", "1h", env=env)
+    with SqliteBroker({"path": env["BQ_DB"], "queue": "q"}) as broker, broker.source() as source:
+        first, second = source.receive(5), source.receive(5)
+    assert first is not None and first.message.value == big.read_bytes()  # priority 0 first
+    assert second is not None and second.message.value == b"from stdin\n"
+    proc = bq("push", str(config), "@" + str(tmp_path / "missing"), env=env, check=False)
+    assert proc.returncode == 3 and "cannot read" in proc.stderr
+    proc = bq("push", str(config), "x", "--priority", "-1", env=env, check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

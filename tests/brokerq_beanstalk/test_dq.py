@@ -37,7 +37,8 @@ def test_each_job_is_written_to_three_nodes(make_conf: MakeConf) -> None:
     assert len(copies) == 3
     assert {c.rpartition("/")[0] for c in copies} == {b.endpoint for b in conf.beanstalks}
     stats = BeanstalkBroker(conf).stats()
-    assert stats["delayed"] == 3
+    assert stats["delayed"] == 1  # each job once
+    assert [stats[f"node:{b.endpoint}:copies"] for b in conf.beanstalks] == [1, 1, 1]
 
 
 def test_revoke_from_another_producer_never_runs(make_conf: MakeConf) -> None:
@@ -60,7 +61,7 @@ def test_identical_bodies_both_run(make_conf: MakeConf) -> None:
     conf = make_conf()
     with Producer.from_conf(conf) as producer:
         ids = [producer.delay(b"same body", 0.3) for _ in range(2)]
-        ids += [producer.push(b"same body") for _ in range(2)]
+        ids += [producer.delay(b"same body", 0) for _ in range(2)]
     rec = Recorder()
     with consuming(conf, rec):
         assert wait_for(lambda: len(rec.seen) >= 4, timeout=15)
@@ -167,13 +168,14 @@ def test_unreachable_nodes(make_conf: MakeConf, beanstalkd_endpoints: list[str])
         producer.delay(b"x", 30)
     assert dead[0] in str(info.value) and dead[1] in str(info.value)
     assert BeanstalkBroker(conf).stats()["delayed"] == 0
-    # check() names every unreachable node
+    # check() names every unreachable node when fewer than min_written answer
     bad = DqConf.model_validate(
         {**conf.model_dump(), "beanstalks": [n.model_dump() for n in nodes]}
     )
     with pytest.raises(ConnectionFailed) as info2:
         BeanstalkBroker(bad).check()
     assert dead[0] in str(info2.value) and dead[1] in str(info2.value)
+    assert "min_written" in str(info2.value)
     BeanstalkBroker(conf).check()
 
 

@@ -28,6 +28,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 WORKER = Path(__file__).with_name("dq_worker.py")
 
 
+def jobs_left(broker: BeanstalkBroker) -> int:
+    """Copies left on every node (stats' per-node lines)."""
+    return sum(v for k, v in broker.stats().items() if k.startswith("node "))
+
+
 class Runs:
     """Thread-safe per-job run counter with start times."""
 
@@ -128,7 +133,7 @@ def test_beanstalkd_node_killed(make_conf: MakeConf, services: Services) -> None
             f"{len(set(ids) - set(runs.count))} jobs never ran"
         )
         services.restart("beanstalkd1")  # its copies come back from the binlog...
-        assert wait_for(lambda: sum(broker.stats().values()) == 0, timeout=30), broker.stats()
+        assert wait_for(lambda: jobs_left(broker) == 0, timeout=30), broker.stats()
         time.sleep(0.5)
     twice = [i for i, n in runs.count.items() if n > 1]
     print(
@@ -147,8 +152,8 @@ def test_redis_killed(make_conf: MakeConf, services: Services) -> None:
         ids = [producer.delay(f"job-{i}", 0.5 + i * 0.02) for i in range(400)]  # over 8.5 s
     with consuming(conf, runs):
         time.sleep(2.0)
-        killed_at = time.time()
         services.kill("redis")
+        killed_at = time.time()  # after the kill returned: it can take seconds on a busy machine
         time.sleep(6.0)
         restarted_at = time.time()
         services.restart("redis")

@@ -88,6 +88,39 @@ def test_heartbeat_keeps_a_long_job_leased(tmp_path: Path) -> None:
     broker.close()
 
 
+def test_lease_is_never_renewed_past_the_delivery_deadline(tmp_path: Path) -> None:
+    """A handler past its time limit + grace (deadline) loses its job to other workers."""
+    broker = SqliteBroker({"path": str(tmp_path / "j.db"), "visibility_timeout": "300ms"})
+    broker.producer().push(b"stuck")
+    _holder, delivery = _receive(broker)
+    delivery.deadline = time.time() + 1.0  # what the Worker sets: limit + grace
+    other = broker.source()
+    assert other.receive(0.6) is None  # renewed until the deadline
+    again = other.receive(10)  # without the deadline: renewed forever
+    assert again is not None and again.message.id == delivery.message.id
+    assert time.time() >= delivery.deadline  # never before it
+    assert again.message.attempt == 2
+    other.ack(again)
+    broker.close()
+
+
+def test_read_only_operations_create_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "never.db"
+    broker = SqliteBroker({"path": str(path)})
+    assert broker.stats() == {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0}
+    assert broker.dead_letters() == []
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ConfigError, match="does not exist"):
+        SqliteBroker({"path": str(tmp_path / "no" / "x.db")}).stats()
+    broker.producer().push(b"x")
+    broker.close()
+    before = path.read_bytes()
+    with SqliteBroker({"path": str(path)}) as reader:
+        assert reader.stats()["pending"] == 1
+        assert reader.dead_letters() == []
+    assert path.read_bytes() == before
+
+
 def test_stats_dead_letters_retry_dead_purge(sqlite_broker: SqliteBroker) -> None:
     sqlite_broker.producer().push_many([b"a", b"b"])
     sqlite_broker.delay_producer().delay(b"later", 60)
@@ -192,7 +225,8 @@ def test_closed_producer_raises_a_core_error(sqlite_broker: SqliteBroker) -> Non
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_opens_its_own_connection(sqlite_broker: SqliteBroker) -> None:
-    sqlite_broker.stats()  # the parent's admin connection is open
+    sqlite_broker.check()  # the parent's admin connection is open
+    sqlite_broker.stats()
     pid = os.fork()
     if pid == 0:  # child: must not reuse the parent's connection
         try:

@@ -1,0 +1,90 @@
+"""Admin reads of the nodes (short-lived greenstalk connections): node states and stats.
+
+Errors are translated here: socket and protocol trouble → ConnectionFailed naming the node.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import greenstalk
+
+from brokerq.errors import ConnectionFailed
+from brokerq_beanstalk.config import Beanstalk, DqConf, split_endpoint
+
+logger = logging.getLogger(__name__)
+
+_STATES = {
+    "pending": "current-jobs-ready",
+    "delayed": "current-jobs-delayed",
+    "in_flight": "current-jobs-reserved",
+    "dead": "current-jobs-buried",
+}
+
+
+@contextmanager
+def node_client(node: Beanstalk) -> Iterator[greenstalk.Client[bytes]]:
+    """A greenstalk client using and watching the node's tube; ConnectionFailed if down."""
+    try:
+        sock = socket.create_connection(split_endpoint(node.endpoint), timeout=3.0)
+        client: greenstalk.Client[bytes] = greenstalk.Client(
+            sock, encoding=None, use=node.tube, watch=node.tube
+        )
+    except (OSError, greenstalk.Error) as e:
+        raise ConnectionFailed(f"beanstalkd {node.endpoint}: {e}") from e
+    try:
+        yield client
+    except (OSError, greenstalk.UnknownResponseError) as e:
+        raise ConnectionFailed(f"beanstalkd {node.endpoint}: {e}") from e
+    finally:
+        client.close()
+
+
+def node_states(conf: DqConf) -> dict[str, str]:
+    """Each node's endpoint → ``up``, or why it cannot be reached."""
+    out: dict[str, str] = {}
+    for node in conf.beanstalks:
+        try:
+            with node_client(node) as c:
+                c.stats()
+            out[node.endpoint] = "up"
+        except ConnectionFailed as e:
+            out[node.endpoint] = str(e).removeprefix(f"beanstalkd {node.endpoint}: ")
+    return out
+
+
+def tube_stats(conf: DqConf) -> dict[str, int]:
+    """Jobs per state, each job once, then per-node lines (see ``BeanstalkBroker.stats``)."""
+    per_node: dict[str, dict[str, int] | None] = {}
+    for node in conf.beanstalks:
+        try:
+            with node_client(node) as c:
+                st = c.stats_tube(node.tube)
+            per_node[node.endpoint] = {k: int(str(st.get(v, 0))) for k, v in _STATES.items()}
+        except greenstalk.NotFoundError:  # the tube does not exist (yet) on this node
+            per_node[node.endpoint] = dict.fromkeys(_STATES, 0)
+        except ConnectionFailed as e:
+            logger.warning("stats: %s", e)
+            per_node[node.endpoint] = None
+    counts = [n for n in per_node.values() if n is not None]
+    replicas = min(conf.replicas, len(conf.beanstalks))
+    one_each = replicas >= len(conf.beanstalks)
+    out: dict[str, int] = {}
+    for k in _STATES:
+        values = [n[k] for n in counts]
+        if k == "dead":
+            out[k] = sum(values)
+        elif one_each:
+            out[k] = max(values, default=0)
+        else:
+            out[k] = -(-sum(values) // replicas)
+    out["nodes:up"] = len(counts)
+    for endpoint, n in per_node.items():
+        if n is None:
+            out[f"node:{endpoint}:unreachable"] = 1
+        else:
+            out[f"node:{endpoint}:copies"] = sum(n.values())
+    return out
