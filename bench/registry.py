@@ -14,6 +14,7 @@ from bench.measures import (
     kq_peers,
     kq_procs,
     kq_push,
+    metrics,
     sched,
     worker,
 )
@@ -30,6 +31,7 @@ MEASURES: tuple[Measure, ...] = (
     embedded.MEASURE,
     dq_rss.MEASURE,
     kq_batch.MEASURE_RSS,
+    metrics.MEASURE,
     kq_push.MEASURE_NO_ID,
     worker.MEASURE,
     sched.MEASURE,

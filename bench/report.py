@@ -27,6 +27,8 @@ TARGETS: dict[str, list[tuple[str, float]]] = {
     },
     "dq.delay": [("go-queue", 1.0), ("raw", 0.5)],
     "dq.delay_many": [("delay x1", 3.0)],
+    "metrics.runtimec8": [("metrics off", 0.9)],
+    "metrics.kqconsume": [("metrics off", 0.9)],
     "dq.consume": [("go-queue", 1.0)],
     "embedded": [("huey", 1.5)],
 }
@@ -54,6 +56,9 @@ ORDER = [
     "embedded",
     "dq.rss",
     "kq.batch.rss",
+    "metrics.runtimec1",
+    "metrics.runtimec8",
+    "metrics.kqconsume",
     "kq.push.100.noid",
     "schedule.sqlite",
     "schedule.dq",
