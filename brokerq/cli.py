@@ -189,6 +189,8 @@ def run(config: str, log_level: str | None, processes: int | None, no_schedules:
     count = processes or cfg.processes
     if count > 1:
         cfg.build_handler()  # a missing handler fails here, once, not in every child
+        with cfg.build_broker() as probe:
+            cfg.worker_options(probe)  # so does a setting the broker cannot honour
         _middleware(cfg.middleware)
         args = ["run", config, "--processes", "1"] + (
             ["--log-level", log_level] if log_level else []
@@ -248,6 +250,7 @@ def check(config: str) -> None:
     _middleware(cfg.middleware)
     with cfg.build_broker() as broker:
         broker.check()
+        cfg.worker_options(broker)  # what the broker cannot do (rate limits, ...) fails here
     click.echo(f"ok: {config}: {cfg.broker_name} broker reachable, handler {handler.name} imported")
 
 

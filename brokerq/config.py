@@ -35,7 +35,7 @@ from pydantic import (
 
 from brokerq.batch import BatchConfig, BatchHandler, batch_item_type
 from brokerq.broker import Broker
-from brokerq.duration import Duration, parse_duration
+from brokerq.duration import Count, Duration, parse_duration
 from brokerq.errors import ConfigError
 from brokerq.handler import Handler, import_handler
 from brokerq.metrics.config import MetricsConf
@@ -75,8 +75,8 @@ class WorkerConfig(BaseModel):
     handlers: dict[str, str] = Field(
         default_factory=dict, description="job type -> module:function; '*' for any other type"
     )
-    concurrency: int | None = Field(default=None, ge=1, description="parallel handlers")
-    prefetch: int | None = Field(
+    concurrency: Count | None = Field(default=None, ge=1, description="parallel handlers")
+    prefetch: Count | None = Field(
         default=None,
         ge=1,
         description="messages held beyond those running (default 2x concurrency)",
@@ -100,7 +100,7 @@ class WorkerConfig(BaseModel):
     batch: BatchConfig | None = Field(
         default=None, description="batch handlers: {max_size, max_wait}"
     )
-    processes: int = Field(default=1, ge=1, le=64, description="worker processes (supervised)")
+    processes: Count = Field(default=1, ge=1, le=64, description="worker processes (supervised)")
     metrics: MetricsConf | None = Field(
         default=None, description="Prometheus exporter and health endpoints (brokerq.metrics)"
     )
@@ -183,6 +183,22 @@ class WorkerConfig(BaseModel):
         return options
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key written twice in one mapping (PyYAML keeps the
+    last silently, so a typo'd duplicate would quietly change the config)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} written twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load(path: str | os.PathLike[str]) -> WorkerConfig:
     """Read and validate a worker YAML file; raise ConfigError naming file, key and line."""
     p = Path(path)
@@ -196,7 +212,7 @@ def load(path: str | os.PathLike[str]) -> WorkerConfig:
 def loads(text: str, source: str = "<config>") -> WorkerConfig:
     """Like ``load`` for YAML already in memory; ``source`` names it in errors."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
         lines = _line_map(yaml.compose(text))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)

@@ -48,3 +48,13 @@ def parse_duration(value: object) -> float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """A pydantic field type: seconds as float, parsed from a human duration."""
+
+
+def _count(value: object) -> object:
+    if isinstance(value, bool):  # YAML's true is not 1 here
+        raise ValueError("expected a whole number, not true/false")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_count)]
+"""A pydantic field type: a whole number (``true`` / ``false`` refused, "8" from ${VAR} taken)."""

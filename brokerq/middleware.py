@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from brokerq.errors import DecodeError, Drop
 from brokerq.message import Message
 
 logger = logging.getLogger(__name__)
@@ -142,12 +143,15 @@ class LoggingMiddleware(Middleware):
                 else None,
             )
         else:
+            expected = isinstance(error, (Drop, DecodeError))  # asked for: no traceback
             logger.warning(
                 "message %s dead after attempt %d: %s",
                 message.id,
                 message.attempt,
                 text,
-                exc_info=(type(error), error, error.__traceback__) if error is not None else None,
+                exc_info=(type(error), error, error.__traceback__)
+                if error is not None and not expected
+                else None,
             )
 
 

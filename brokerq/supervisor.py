@@ -11,6 +11,8 @@ environment (metrics use it to pick one port per child).
   kills what is left. A second signal kills the children at once (exit 130).
 - A child that dies is logged with its exit code and started again after a backoff that
   doubles up to ``MAX_BACKOFF`` (reset once a child has run for ``STABLE_AFTER``).
+- A child that exits with 3 (config) or 5 (not supported) is not restarted: the
+  supervisor stops the others and exits with that code.
 - Exit code: 0 when every child ended cleanly after a stop (0, or killed by the SIGTERM
   while still starting, before it took any work), else 1.
 """
@@ -33,6 +35,10 @@ INDEX_ENV = "BROKERQ_WORKER_INDEX"
 MAX_BACKOFF = 30.0  # seconds between restarts of a child that keeps dying, at most
 STABLE_AFTER = 60.0  # seconds a child must run before its backoff resets
 KILL_MARGIN = 5.0  # seconds past shutdown_timeout before children are killed
+PERMANENT = (
+    3,
+    5,
+)  # child exit codes a restart cannot cure (brokerq.cli_common: config, unsupported)
 
 
 class _Child:
@@ -61,6 +67,7 @@ class Supervisor:
         self.shutdown_timeout = shutdown_timeout
         self._stopping = threading.Event()
         self._signals = 0
+        self.failed = 0  # the permanent exit code of a child, if one stopped everything
 
     def run(self) -> int:
         self._install_signals()
@@ -101,6 +108,15 @@ class Supervisor:
                 child.backoff = 0.0
             return
         child.proc = None
+        if code in PERMANENT:  # a bad config or an unsupported setting: a restart fails again
+            logger.error(
+                "supervisor: worker %d exited with code %d (config or unsupported); stopping",
+                child.index,
+                code,
+            )
+            self.failed = code
+            self._stopping.set()
+            return
         child.backoff = min(MAX_BACKOFF, child.backoff * 2 or 1.0)
         child.next_start = now + child.backoff
         logger.error(
@@ -125,6 +141,8 @@ class Supervisor:
                 proc.kill()
                 codes.append(proc.wait())
         # a child still starting when the SIGTERM came dies of it: it had nothing in flight
+        if self.failed:
+            return self.failed
         failed = [c for c in codes if c not in (0, -signal.SIGTERM)]
         logger.info(
             "supervisor: stopped (%d of %d workers ended cleanly)",

@@ -70,6 +70,10 @@ def tube_stats(conf: DqConf) -> dict[str, int]:
             logger.warning("stats: %s", e)
             per_node[node.endpoint] = None
     counts = [n for n in per_node.values() if n is not None]
+    if not counts:  # zeros here would read as an idle, healthy queue
+        raise ConnectionFailed(
+            "stats: no beanstalkd node answers: " + ", ".join(b.endpoint for b in conf.beanstalks)
+        )
     replicas = min(conf.replicas, len(conf.beanstalks))
     one_each = replicas >= len(conf.beanstalks)
     out: dict[str, int] = {}

@@ -30,6 +30,7 @@ from confluent_kafka import Producer as _KafkaProducer
 from brokerq.errors import ConfigError, ConnectionFailed, DeliveryError
 from brokerq_kafka import _wire
 from brokerq_kafka._errors import translate
+from brokerq_kafka._produce import produce_within
 from brokerq_kafka.config import KqConf
 
 logger = logging.getLogger(__name__)
@@ -132,8 +133,10 @@ class DeadLetterAdmin:
             raise translate(e, f"kafka dead letters in {self.topic!r}") from e
         return out
 
-    def retry(self, refs: list[str] | None) -> int:
-        """Republish open dead letters (all, or those refs) to the main topic; commit past them."""
+    def retry(self, refs: list[str] | None, republish: bool = True) -> int:
+        """Republish open dead letters (all, or those refs) to the main topic; commit past them.
+
+        With ``republish=False`` they are only marked handled (purging some refs)."""
         wanted: dict[int, set[int]] | None = None
         if refs is not None:
             wanted = {}
@@ -165,7 +168,8 @@ class DeadLetterAdmin:
                 if wanted is not None and o not in wanted.get(p, ()):
                     first_open.setdefault(p, o)
                     continue
-                self._republish(producer, record, pending)
+                if republish:
+                    self._republish(producer, record, pending)
                 handled[p].add(o)
                 requeued += 1
                 unflushed += 1
@@ -222,17 +226,13 @@ class DeadLetterAdmin:
     # -- internals ---------------------------------------------------------------------------
     def _get_consumer(self) -> Any:
         if self._consumer is None:
-            config = self.conf.common_config()
-            config.update(self.conf.client_config)
-            config.update(
-                {
-                    "group.id": admin_group(self.conf),
+            config = self.conf.reader_config(
+                admin_group(self.conf),
+                **{
                     "client.id": f"brokerq-dlq-admin-{uuid.uuid4().hex[:8]}",
-                    "enable.auto.commit": False,
-                    "enable.auto.offset.store": False,
                     "enable.partition.eof": True,
                     "auto.offset.reset": "earliest",
-                }
+                },
             )
             try:
                 self._consumer = Consumer(config)
@@ -242,11 +242,8 @@ class DeadLetterAdmin:
 
     def _get_producer(self) -> Any:
         if self._producer is None:
-            config = self.conf.common_config()
-            config.update(self.conf.client_config)
-            config.update({"acks": "all", "enable.idempotence": True})
             try:
-                self._producer = _KafkaProducer(config)
+                self._producer = _KafkaProducer(self.conf.writer_config())
             except (KafkaException, ValueError, TypeError) as e:
                 raise translate(e, f"kafka producer for {self.conf.topic!r}") from e
         return self._producer
@@ -324,33 +321,20 @@ class DeadLetterAdmin:
             consumer.unassign()
 
     def _republish(self, producer: Any, record: Any, errors: list[Any]) -> None:
-        headers = [
-            (name, value)
-            for name, value in record.headers() or []
-            if not name.startswith(_wire.PREFIX) or name == _wire.ID
-        ]
-
         def report(err: Any, msg: Any) -> None:
             if err is not None:
                 errors.append(err)
 
-        deadline = time.monotonic() + self.conf.push_timeout
-        while True:
-            try:
-                producer.produce(
-                    self.conf.topic,
-                    record.value(),
-                    record.key(),
-                    headers=headers,
-                    on_delivery=report,
-                )
-                return
-            except BufferError:
-                if time.monotonic() > deadline:
-                    raise DeliveryError(
-                        f"kafka retry of dead letters to {self.conf.topic!r}: queue full"
-                    ) from None
-                producer.poll(0.05)
+        produce_within(
+            producer,
+            time.monotonic() + self.conf.push_timeout,
+            self.conf.topic,
+            record.value(),
+            record.key(),
+            _wire.republish_headers(record),
+            on_delivery=report,
+            what="kafka retry of dead letters",
+        )
 
     def _flush(self, producer: Any, errors: list[Any]) -> None:
         left = producer.flush(self.conf.push_timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import uuid
@@ -10,9 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import BaseModel
 
-from brokerq.broker import Broker, DeadLetter, WorkerInfo
-from brokerq.errors import ConnectionFailed, NotSupported
-from brokerq.message import Message
+from brokerq.broker import Broker, Capabilities, DeadLetter, WorkerInfo
+from brokerq.errors import ConfigError, ConnectionFailed
 from brokerq.tls import handshake_error
 from brokerq_kafka import _wire
 from brokerq_kafka._dlqadmin import DeadLetterAdmin, make_ref
@@ -25,25 +25,47 @@ from brokerq_kafka.workers import members
 if TYPE_CHECKING:
     from brokerq_kafka.fires import KafkaFireStore
 
+logger = logging.getLogger(__name__)
+
 
 class KafkaBroker(Broker):
-    """Builds Pushers and KafkaSources from a ``KqConf`` section."""
+    """Builds Pushers and sources from a ``KqConf`` section.
+
+    ``counts_redeliveries``: a record whose consumer died while running it comes back with
+    ``attempt + 1`` once the group knows it was in flight (brokerq_kafka.offsets): a handler
+    that kills its process runs at most ``max_attempts + 1`` times.
+    """
 
     name: ClassVar[str] = "kafka"
     section: ClassVar[str] = "kq"
     config_model: ClassVar[type[BaseModel]] = KqConf
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        delay=False,
+        priority=False,
+        counts_redeliveries=True,
+        idempotent_push=False,
+        idempotent_delay=False,
+        job_lookup=False,
+        pause=False,
+        dead_letters=True,
+    )
 
     def __init__(self, config: KqConf) -> None:
         self.conf = config
-        self._reader: Any = None
+        self._reader: Consumer | None = None
         self._admin: DeadLetterAdmin | None = None
         self._lock = threading.Lock()
 
     def producer(self) -> Pusher:
-        return Pusher(self.conf.brokers, self.conf.topic, **self.conf.producer_options())
+        return Pusher(
+            self.conf.brokers,
+            self.conf.topic,
+            middleware=self.middleware,
+            **self.conf.producer_options(),
+        )
 
     def source(self, prefetch: int | None = None) -> KafkaSource:
-        return KafkaSource(self.conf)
+        return KafkaSource(self.conf, prefetch=prefetch)
 
     def fire_store(self, namespace: str) -> KafkaFireStore:
         """Schedule fires by one fenced transactional writer (brokerq_kafka.fires)."""
@@ -62,11 +84,12 @@ class KafkaBroker(Broker):
         return options
 
     def check(self) -> None:
-        """Raise ConnectionFailed naming the bootstrap servers and the reason (TLS, SASL, ...)."""
+        """ConnectionFailed naming the bootstrap servers and the reason (TLS, SASL, no answer
+        within 5 s), or when the topic is missing and the broker would not create it on the
+        first push. A missing topic the broker will create is logged as a warning (a worker
+        started now reads it from its start)."""
         reasons: list[KafkaError] = []
-        config = self.conf.common_config()
-        config.update(self.conf.client_config)
-        config.update({"group.id": self.conf.group, "error_cb": reasons.append})
+        config = self.conf.reader_config(self.conf.group, error_cb=reasons.append)
         try:
             probe = Consumer(config)
         except (KafkaException, ValueError, TypeError) as e:
@@ -79,6 +102,12 @@ class KafkaBroker(Broker):
             raise ConnectionFailed(f"kafka {','.join(self.conf.brokers)}: {why}") from e
         finally:
             probe.close()
+        problem = self.missing_topic()
+        if problem is None:
+            return
+        if self.auto_creates_topics() is False:
+            raise ConnectionFailed(problem + ": create it")
+        logger.warning("%s", problem)
 
     def _why(self, e: KafkaException, reasons: list[KafkaError]) -> str:
         """One line: librdkafka's first specific error, made precise for TLS failures."""
@@ -105,32 +134,61 @@ class KafkaBroker(Broker):
                 return f"{host}:{port}: {precise}"
         return text
 
+    def missing_topic(self) -> str | None:
+        """What is wrong with the topic (it does not exist yet, and whether the broker will
+        create it on the first push), or None when it exists. ConnectionFailed when no
+        broker answers within 5 s."""
+        try:
+            md = self._client().list_topics(timeout=5)
+        except KafkaException as e:
+            raise ConnectionFailed(
+                f"kafka {','.join(self.conf.brokers)}: no answer within 5s: {e}"
+            ) from e
+        topic = md.topics.get(self.conf.topic)
+        if topic is not None and topic.error is None:
+            return None
+        how = {
+            True: "the broker creates it on the first push",
+            False: "the broker does not create topics on first use "
+            "(auto.create.topics.enable=false)",
+            None: "whether the broker creates it on first use is unknown",
+        }[self.auto_creates_topics()]
+        return f"kafka topic {self.conf.topic!r} does not exist yet: {how}"
+
+    def auto_creates_topics(self) -> bool | None:
+        """The brokers' ``auto.create.topics.enable`` (None when it cannot be read)."""
+        from confluent_kafka.admin import AdminClient
+        from confluent_kafka.admin._config import ConfigResource
+
+        try:
+            admin = AdminClient(self.conf.reader_config(f"{self.conf.group}.admin"))
+            md = admin.list_topics(timeout=5)
+            broker_id = next(iter(md.brokers))
+            res = ConfigResource(ConfigResource.Type.BROKER, str(broker_id))
+            entries = admin.describe_configs([res])[res].result(timeout=5)
+            value = entries["auto.create.topics.enable"].value
+            return str(value).lower() == "true"
+        except Exception:
+            return None
+
     def stats(self) -> dict[str, int]:
-        """pending: messages not yet committed by the group; dead: dead letters still listed."""
-        client = self._client()
+        """pending: messages not yet committed by the group; retrying: records in the retry
+        topics not yet committed; dead: dead letters still listed."""
+        from brokerq_kafka.retrytopics import retry_topics
+
         try:
             with self._lock:
-                parts = self._partitions(self.conf.topic)
-                committed = (
-                    client.committed(
-                        [TopicPartition(self.conf.topic, p) for p in parts], timeout=10
-                    )
-                    if parts
-                    else []
-                )
-                pending = 0
-                for tp in committed:
-                    low, high = client.get_watermark_offsets(tp, timeout=10)
-                    start = tp.offset if tp.offset >= 0 else low
-                    pending += max(0, high - start)
+                pending = self._pending(self.conf.topic)
+                retrying = sum(self._pending(t) for t in retry_topics(self.conf))
                 dead = self._dlq().open_count()
         except KafkaException as e:
             raise translate(e, f"kafka stats for {self.conf.topic!r}") from e
-        return {"pending": pending, "dead": dead}
+        return {"pending": pending, "retrying": retrying, "dead": dead}
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
-        """The DLQ records after the ``<group>.dlq-admin`` group's commits (ref "partition/offset");
-        with ``refs``, only those whose ref or message id is listed."""
+        """The DLQ records after the ``<group>.dlq-admin`` group's commits (ref
+        "partition/offset", message id as in the logs); with ``refs``, only those whose ref
+        or message id is listed."""
         with self._lock:
             letters = [
                 _dead_letter(record) for record in self._dlq().records(10_000 if refs else limit)
@@ -140,22 +198,25 @@ class KafkaBroker(Broker):
         return letters[:limit]
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
-        """Republish dead letters (all, or those refs) to the topic at attempt 1; how many."""
+        """Republish dead letters (all, or those refs / message ids) to the topic at attempt
+        1; how many."""
+        resolved = self._resolve(refs)
+        if resolved is not None and not resolved:
+            return 0
         with self._lock:
-            return self._dlq().retry(refs)
+            return self._dlq().retry(resolved)
 
     def purge_dead(self, refs: list[str] | None = None) -> int:
-        """Skip every listed dead letter (the records stay in the topic until retention).
-
-        Kafka records cannot be deleted one by one: purging some refs is NotSupported.
-        """
-        if refs is not None:
-            raise NotSupported(
-                "kafka dead letters can only be purged all at once (records cannot be "
-                "deleted one by one); retry the others first or purge without --ref"
-            )
+        """Skip dead letters (all, or those refs / message ids); the records stay in the
+        topic until its retention, but are never listed again. How many."""
+        if refs is None:
+            with self._lock:
+                return self._dlq().purge()
+        resolved = self._resolve(refs)
+        if not resolved:
+            return 0
         with self._lock:
-            return self._dlq().purge()
+            return self._dlq().retry(resolved, republish=False)
 
     def close(self) -> None:
         with self._lock:
@@ -167,20 +228,41 @@ class KafkaBroker(Broker):
                 self._admin = None
 
     # -- internals ---------------------------------------------------------------------------
-    def _client(self) -> Any:
+    def _resolve(self, refs: list[str] | None) -> list[str] | None:
+        """``partition/offset`` refs for refs that may be message ids (None: all)."""
+        if refs is None:
+            return None
+        out = [r for r in refs if _is_ref(r)]
+        ids = {r for r in refs if not _is_ref(r)}
+        if ids:
+            found = self.dead_letters(10_000, sorted(ids))
+            unknown = ids - {d.message.id for d in found}
+            if unknown:
+                raise ConfigError(
+                    f"dead letter ref {sorted(unknown)[0]!r}: expected PARTITION/OFFSET or the "
+                    "message id of a listed dead letter"
+                )
+            out += [d.ref for d in found]
+        return out
+
+    def _pending(self, topic: str) -> int:
+        client = self._client()
+        parts = self._partitions(topic)
+        if not parts:
+            return 0
+        pending = 0
+        for tp in client.committed([TopicPartition(topic, p) for p in parts], timeout=10):
+            low, high = client.get_watermark_offsets(tp, timeout=10)
+            start = tp.offset if tp.offset >= 0 else low
+            pending += max(0, high - start)
+        return pending
+
+    def _client(self) -> Consumer:
         """A consumer in the main group for metadata, watermarks and committed offsets (never
         subscribes or commits)."""
         if self._reader is None:
-            config = self.conf.common_config()
-            config.update(self.conf.client_config)
-            config.update(
-                {
-                    "group.id": f"{self.conf.group}",
-                    "client.id": f"brokerq-admin-{uuid.uuid4().hex[:8]}",
-                    "enable.auto.commit": False,
-                    "enable.auto.offset.store": False,
-                    "enable.partition.eof": False,
-                }
+            config = self.conf.reader_config(
+                self.conf.group, **{"client.id": f"brokerq-admin-{uuid.uuid4().hex[:8]}"}
             )
             try:
                 self._reader = Consumer(config)
@@ -194,7 +276,7 @@ class KafkaBroker(Broker):
 
     def workers(self) -> list[WorkerInfo]:
         """The consumer group's live members (brokerq_kafka.workers)."""
-        return members(self.conf.common_config(), self.conf.group, self.conf.topic)
+        return members(self.conf.client("admin"), self.conf.group, self.conf.topic)
 
     def _dlq(self) -> DeadLetterAdmin:
         if self._admin is None:
@@ -208,24 +290,17 @@ class KafkaBroker(Broker):
         return sorted(md.partitions)
 
 
+def _is_ref(text: str) -> bool:
+    part, sep, off = text.partition("/")
+    return bool(sep) and part.isdigit() and off.isdigit()
+
+
 def _dead_letter(record: Any) -> DeadLetter:
-    user: dict[str, str] = {}
-    meta: dict[str, str] = {}
-    for name, value in record.headers() or []:
-        text = value.decode(errors="replace") if value is not None else ""
-        (meta if name.startswith(_wire.PREFIX) else user)[name] = text
-    failed_at = meta.get(_wire.FAILED_AT)
-    message = Message(
-        value=record.value() or b"",
-        key=record.key(),
-        headers=user,
-        id=meta.get(_wire.ID, f"{record.topic()}/{record.partition()}/{record.offset()}"),
-        attempt=int(meta.get(_wire.ATTEMPT, "1")),
-        created_at=(record.timestamp()[1] or 0) / 1000.0,
-    )
+    dead = _wire.decode_dead(record)
     return DeadLetter(
-        message=message,
-        error=meta.get(_wire.ERROR, ""),
-        failed_at=float(failed_at) if failed_at else None,
+        message=dead.message,
+        error=dead.error,
+        failed_at=dead.failed_at,
         ref=make_ref(record.partition(), record.offset()),
+        traceback=dead.traceback,
     )

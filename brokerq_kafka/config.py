@@ -6,7 +6,6 @@ validated here so a typo fails at load time, not at the first message.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -14,8 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from brokerq.duration import Duration
 from brokerq.retry import RetryPolicy
 from brokerq.secrets import read_secret_file, register
+from brokerq_kafka import clientconf
+from brokerq_kafka.clientconf import LIBRDKAFKA_LOGGER, security_config
 
-LIBRDKAFKA_LOGGER = logging.getLogger("brokerq_kafka.librdkafka")
+__all__ = ["DEFAULT_RETRY_TIERS", "LIBRDKAFKA_LOGGER", "KqConf", "security_config"]
+
+#: Backoff tiers, in seconds: one retry topic ``<topic>.retry.<seconds>`` each.
+DEFAULT_RETRY_TIERS = (1.0, 10.0, 60.0, 600.0, 3600.0)
 
 
 class KqConf(BaseModel):
@@ -60,6 +64,11 @@ class KqConf(BaseModel):
     chunk_size: int | None = Field(default=None, ge=1, description="batch.size in bytes")
     flush_interval: Duration | None = Field(default=None, description="linger.ms")
     commit_interval: Duration = Field(default=1.0, gt=0, description="how often offsets commit")
+    retry_tiers: list[Duration] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_TIERS),
+        min_length=1,
+        description="backoff tiers: a retry topic <topic>.retry.<seconds> per tier",
+    )
 
     @field_validator("brokers", mode="before")
     @classmethod
@@ -78,6 +87,9 @@ class KqConf(BaseModel):
             self.dead_letter_topic = f"{self.topic}.dlq"
         if self.dead_letter_topic == self.topic:
             raise ValueError("dead_letter_topic must differ from topic")
+        self.retry_tiers = sorted({float(t) for t in self.retry_tiers})
+        if self.retry_tiers[0] < 0:
+            raise ValueError("retry_tiers must not be negative")
         if self.password is not None and self.password_file is not None:
             raise ValueError("give password or password_file, not both")
         if self.password_file is not None:
@@ -88,6 +100,11 @@ class KqConf(BaseModel):
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file must be given together")
         return self
+
+    # -- librdkafka mapping (brokerq_kafka.clientconf: defaults < client_config < guarantees) --
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(self.brokers)
 
     def security(self) -> dict[str, Any]:
         """The SASL / TLS librdkafka keys of this section (see ``security_config``)."""
@@ -102,82 +119,80 @@ class KqConf(BaseModel):
             check_hostname=self.ssl_check_hostname,
         )
 
-    # -- librdkafka mapping ---------------------------------------------------------------
-    def common_config(self) -> dict[str, Any]:
-        """Bootstrap, security and logging keys shared by producers and consumers."""
-        conf: dict[str, Any] = {
-            "bootstrap.servers": ",".join(self.brokers),
-            "logger": LIBRDKAFKA_LOGGER,
-        }
-        conf.update(self.security())
-        return conf
-
     def producer_options(self) -> dict[str, Any]:
         """Keyword options for ``Pusher`` implied by this section."""
-        config = dict(self.client_config)
-        config.update(self.security())
-        options: dict[str, Any] = {"push_timeout": self.push_timeout, "config": config}
+        options: dict[str, Any] = {
+            "push_timeout": self.push_timeout,
+            "config": dict(self.client_config),
+            "security": self.security(),
+        }
         if self.chunk_size is not None:
             options["chunk_size"] = self.chunk_size
         if self.flush_interval is not None:
             options["flush_interval"] = self.flush_interval
         return options
 
-    def consumer_config(self) -> dict[str, Any]:
-        """The librdkafka consumer config: manual offset store and commit (at-least-once)."""
-        conf = self.common_config()
-        conf.update(
-            {
-                "group.id": self.group,
-                "auto.offset.reset": "earliest" if self.offset == "first" else "latest",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "partition.assignment.strategy": "cooperative-sticky",
-            }
-        )
+    def consumer_config(self, **internal: Any) -> dict[str, Any]:
+        """The librdkafka consumer config: manual offset store and commit (at-least-once).
+
+        ConfigError when ``client_config`` would turn auto-commit back on."""
+        defaults: dict[str, Any] = {
+            "auto.offset.reset": "earliest" if self.offset == "first" else "latest",
+            # range: partition N of the main topic and of each retry topic go to the same
+            # member, so load splits per topic and a key's retry stays with its partition.
+            "partition.assignment.strategy": "range",
+        }
         if self.min_bytes is not None:
-            conf["fetch.min.bytes"] = self.min_bytes
+            defaults["fetch.min.bytes"] = self.min_bytes
         if self.max_bytes is not None:
-            conf["fetch.max.bytes"] = self.max_bytes
-        conf.update(self.client_config)
-        # These two carry the delivery guarantee; client_config may not turn them back on.
-        conf["enable.auto.commit"] = False
-        conf["enable.auto.offset.store"] = False
+            defaults["fetch.max.bytes"] = self.max_bytes
+        return clientconf.build(
+            "consumer",
+            bootstrap=self.bootstrap,
+            user=self.client_config,
+            defaults=defaults,
+            security=self.security(),
+            internal={"group.id": self.group, **internal},
+        )
+
+    def reader_config(self, group: str, **internal: Any) -> dict[str, Any]:
+        """A consumer that never subscribes nor commits by itself (metadata, admin groups)."""
+        return clientconf.build(
+            "reader",
+            bootstrap=self.bootstrap,
+            user=self.client_config,
+            defaults={"enable.partition.eof": False},
+            security=self.security(),
+            internal={"group.id": group, **internal},
+        )
+
+    def client(
+        self,
+        role: clientconf.Role,
+        defaults: dict[str, Any] | None = None,
+        internal: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Any other client's config (schedules, admin clients): ``defaults`` <
+        ``client_config`` < the role's guarantees < ``internal`` (brokerq_kafka.clientconf)."""
+        conf = clientconf.build(
+            role,
+            bootstrap=self.bootstrap,
+            user=self.client_config,
+            defaults=defaults,
+            security=self.security(),
+            internal=internal,
+        )
+        if role == "admin":
+            conf.pop("logger", None)
         return conf
 
-
-def security_config(
-    username: str | None,
-    password: str | None,
-    mechanism: str,
-    ca_file: str | None,
-    *,
-    cert_file: str | None = None,
-    key_file: str | None = None,
-    tls: bool | None = None,
-    check_hostname: bool = True,
-) -> dict[str, Any]:
-    """SASL (PLAIN / SCRAM) and TLS keys.
-
-    TLS is on with ``tls`` or when a CA or client certificate is given; it always verifies the
-    broker's certificate (``enable.ssl.certificate.verification``) and, unless
-    ``check_hostname`` is False, its host name (``ssl.endpoint.identification.algorithm=https``).
-    """
-    conf: dict[str, Any] = {}
-    use_tls = bool(tls) if tls is not None else bool(ca_file or cert_file)
-    if username is not None:
-        conf["security.protocol"] = "SASL_SSL" if use_tls else "SASL_PLAINTEXT"
-        conf["sasl.mechanism"] = mechanism
-        conf["sasl.username"] = username
-        conf["sasl.password"] = password
-    elif use_tls:
-        conf["security.protocol"] = "SSL"
-    if use_tls:
-        conf["enable.ssl.certificate.verification"] = True
-        conf["ssl.endpoint.identification.algorithm"] = "https" if check_hostname else "none"
-    if ca_file:
-        conf["ssl.ca.location"] = ca_file
-    if cert_file:
-        conf["ssl.certificate.location"] = cert_file
-        conf["ssl.key.location"] = key_file
-    return conf
+    def writer_config(self, **internal: Any) -> dict[str, Any]:
+        """A durable producer (dead letters, retry records): acks=all, idempotent."""
+        return clientconf.build(
+            "durable",
+            bootstrap=self.bootstrap,
+            user=self.client_config,
+            defaults={"compression.type": "lz4", "linger.ms": 1},
+            security=self.security(),
+            internal=internal,
+        )

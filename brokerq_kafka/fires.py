@@ -91,17 +91,17 @@ class KafkaFireStore(FireStore):
     def _join(self) -> Any:
         if self._member is None:
             self._ensure_topics()
-            config = self._conf.common_config()
-            config.update(self._conf.client_config)
-            config.update(
+            config = self._conf.client(
+                "reader",
                 {
-                    "group.id": self._group,
-                    "client.id": f"brokerq-scheduler-{uuid.uuid4().hex[:8]}",
-                    "enable.auto.commit": False,
                     "session.timeout.ms": SESSION_TIMEOUT_MS,
                     "heartbeat.interval.ms": 1000,
                     "partition.assignment.strategy": "range",
-                }
+                },
+                {
+                    "group.id": self._group,
+                    "client.id": f"brokerq-scheduler-{uuid.uuid4().hex[:8]}",
+                },
             )
             member = Consumer(config)
             member.subscribe(
@@ -125,9 +125,7 @@ class KafkaFireStore(FireStore):
         until both have a partition leader."""
         if self._topics_ready:
             return
-        config = self._conf.common_config()
-        config.update(self._conf.client_config)
-        admin = AdminClient({k: v for k, v in config.items() if k != "logger"})
+        admin = AdminClient(self._conf.client("admin"))
         wanted = [
             NewTopic(self.state_topic, 1, -1, config={"cleanup.policy": "compact"}),
             NewTopic(self.control_topic, 1, -1),
@@ -157,15 +155,12 @@ class KafkaFireStore(FireStore):
     # -- the fenced writer ---------------------------------------------------------------------
     def _take_over(self) -> None:
         self._ensure_topics()
-        config = self._conf.common_config()
-        config.update(self._conf.producer_options()["config"])
-        config.update(
-            {
+        config = self._conf.client(
+            "durable",
+            internal={
                 "transactional.id": self._txn_id,
-                "enable.idempotence": True,
-                "acks": "all",
                 "transaction.timeout.ms": int(TIMEOUT * 1000),
-            }
+            },
         )
         producer = Producer(config)
         try:
@@ -186,15 +181,13 @@ class KafkaFireStore(FireStore):
     def _read_state(self) -> dict[str, datetime]:
         """Every committed last fire of this namespace (the compacted topic, to its end)."""
         self._ensure_topics()
-        config = self._conf.common_config()
-        config.update(self._conf.client_config)
-        config.update(
-            {
+        config = self._conf.client(
+            "reader",
+            internal={
                 "group.id": f"brokerq-schedules-reader-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
-            }
+            },
         )
         reader = Consumer(config)
         out: dict[str, datetime] = {}
@@ -272,9 +265,7 @@ class KafkaFireStore(FireStore):
 
     def _fire_once(self, message: Message) -> bool:
         """A manual run: a plain idempotent write, so the leader's writer is not fenced."""
-        config = self._conf.common_config()
-        config.update(self._conf.producer_options()["config"])
-        config.update({"enable.idempotence": True, "acks": "all"})
+        config = self._conf.client("durable")
         errors: list[Any] = []
         try:
             producer = Producer(config)

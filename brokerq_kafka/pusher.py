@@ -4,11 +4,17 @@
 lz4); a background thread serves delivery reports, so callers never call ``poll()``.
 Failures go to ``on_error`` or are counted and raised by ``flush()`` / ``close()``.
 With ``sync=True`` every push waits for the broker's ack, bounded by ``push_timeout``.
+
+Every wait is bounded by ``push_timeout`` (a full local queue, ``flush``, ``close`` and the
+flush at interpreter exit) and waits in short slices, so Ctrl-C works. What is still
+undelivered when ``close`` gives up is purged and reported (DeliveryError from ``close``,
+an ERROR log line from the exit flush). Producer middleware hooks (``before_push`` may add
+headers, ``after_push`` runs from delivery reports) apply when any middleware has them;
+otherwise push takes its measured fast path.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import logging
 import threading
@@ -21,13 +27,15 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Producer as _KafkaProducer
 
 from brokerq.broker import Producer, refuse_options
-from brokerq.errors import DeliveryError, MessageTooLarge
+from brokerq.errors import ConfigError, DeliveryError, MessageTooLarge
 from brokerq.headers import with_options
 from brokerq.message import Message
-from brokerq.tracing import configured
+from brokerq.middleware import Middleware, MiddlewareChain
+from brokerq.tracing import TracingMiddleware, default_middleware
+from brokerq_kafka import clientconf
 from brokerq_kafka._errors import translate
-from brokerq_kafka._wire import ID, IdSource, record_headers
-from brokerq_kafka.config import LIBRDKAFKA_LOGGER
+from brokerq_kafka._produce import produce_within
+from brokerq_kafka._wire import ID, IdSource, record_headers, reported_message
 
 logger = logging.getLogger(__name__)
 
@@ -37,20 +45,24 @@ ErrorCallback = Callable[[Message, DeliveryError], None]
 def _brokers(brokers: str | Sequence[str]) -> str:
     text = brokers if isinstance(brokers, str) else ",".join(brokers)
     if not text.strip():
-        from brokerq.errors import ConfigError
-
         raise ConfigError("kafka brokers: at least one host:port is required")
     return text
 
 
-def _failed_message(record: Any) -> Message:
-    headers = {k: v.decode(errors="replace") for k, v in (record.headers() or []) if v is not None}
-    return Message(
-        value=record.value() or b"",
-        key=record.key(),
-        headers={k: v for k, v in headers.items() if k != "brokerq-id"},
-        id=headers.get("brokerq-id", ""),
-    )
+def _chain(
+    middleware: MiddlewareChain | Sequence[Middleware] | None, tracing: bool | None
+) -> MiddlewareChain:
+    if isinstance(middleware, MiddlewareChain):
+        chain = list(middleware)
+    elif middleware is None:
+        chain = list(default_middleware())
+    else:
+        chain = [*default_middleware(), *middleware]
+    if tracing is True and not any(isinstance(m, TracingMiddleware) for m in chain):
+        chain.append(TracingMiddleware())
+    elif tracing is False:
+        chain = [m for m in chain if not isinstance(m, TracingMiddleware)]
+    return MiddlewareChain(chain)
 
 
 class Pusher(Producer):
@@ -71,11 +83,15 @@ class Pusher(Producer):
         config: Mapping[str, Any] | None = None,
         with_id: bool = True,
         tracing: bool | None = None,
+        middleware: MiddlewareChain | Sequence[Middleware] | None = None,
+        security: Mapping[str, Any] | None = None,
     ) -> None:
+        """``config``: librdkafka keys passed through (ConfigError for one that would weaken
+        ``acks="all"`` / idempotence); ``middleware``: producer hooks (default: tracing when
+        an OpenTelemetry SDK is configured; ``tracing=True`` / ``False`` forces it)."""
         self.topic = topic
-        # Trace context goes into headers when an OpenTelemetry SDK is configured (or when asked);
-        # deciding once here keeps the per-push check off the hot path.
-        self._tracing = configured() if tracing is None else tracing
+        self._chain = _chain(middleware, tracing)
+        self._hooks = self._chain.push_hooks  # decided once: keeps the fast path fast
         # Without the id header, consumers use topic/partition/offset as Message.id (~2x faster).
         self._with_id = with_id
         self.sync = sync
@@ -87,27 +103,31 @@ class Pusher(Producer):
         self._closed = False
         self._next_id = IdSource()
         durable = str(acks) in ("all", "-1")
-        conf: dict[str, Any] = {
-            "bootstrap.servers": _brokers(brokers),
-            "logger": LIBRDKAFKA_LOGGER,
-            "acks": acks,
-            "enable.idempotence": durable,
-            "compression.type": compression,
+        defaults: dict[str, Any] = {"compression.type": compression}
+        if not durable:
+            defaults.update({"acks": acks, "enable.idempotence": False})
+        if chunk_size is not None:
+            defaults["batch.size"] = chunk_size
+        if flush_interval is not None:
+            defaults["linger.ms"] = flush_interval * 1000.0
+        internal: dict[str, Any] = {
             "error_cb": self._on_client_error,
             "on_delivery": self._on_report,
+            # Successes need no Python work unless a hook wants them.
+            "delivery.report.only.error": not (sync or self._hooks),
         }
-        if chunk_size is not None:
-            conf["batch.size"] = chunk_size
-        if flush_interval is not None:
-            conf["linger.ms"] = flush_interval * 1000.0
         if sync:
             # librdkafka must give up (and report) within push_timeout.
-            conf["message.timeout.ms"] = max(1, int(self.push_timeout * 1000) - 200)
-        else:
-            # Successes need no Python work; only failures come back as reports.
-            conf["delivery.report.only.error"] = True
-        conf.update(config or {})
+            internal["message.timeout.ms"] = max(1, int(self.push_timeout * 1000) - 200)
         try:
+            conf = clientconf.build(
+                "durable" if durable else "producer",
+                bootstrap=_brokers(brokers),
+                user=config,
+                defaults=defaults,
+                security=security,
+                internal=internal,
+            )
             self._producer = _KafkaProducer(conf)
         except (KafkaException, ValueError, TypeError) as e:
             raise translate(e, f"kafka producer config for topic {topic!r}") from e
@@ -124,8 +144,8 @@ class Pusher(Producer):
             if pusher is not None:
                 try:
                     pusher.close()
-                except Exception:
-                    logger.exception("flushing kafka pusher for %s at exit failed", topic)
+                except Exception as e:
+                    logger.error("kafka pusher for %s at exit: %s", topic, e)
 
         self._atexit = flush_at_exit
         atexit.register(flush_at_exit)
@@ -150,28 +170,30 @@ class Pusher(Producer):
         if job_id is not None or priority is not None or time_limit is not None or type is not None:
             refuse_options("kafka", job_id=job_id, priority=priority)
             headers = with_options(headers, time_limit=time_limit, type=type)
+        if self._hooks:
+            headers = self._chain.before_push(self.topic, headers)
         if self.sync or self._closed:
             if self._closed:
                 raise DeliveryError(f"kafka pusher for {self.topic!r} is closed")
             self._push_sync(value, key, headers)
             return
         try:
-            if headers is None and not self._tracing:
+            if headers is None:
                 if self._with_id:
                     self._produce(self.topic, value, key, headers=[(ID, self._next_id())])
                 else:
                     self._produce(self.topic, value, key)
             else:
                 self._produce(
-                    self.topic,
-                    value,
-                    key,
-                    headers=record_headers(self._next_id(), headers, self._tracing),
+                    self.topic, value, key, headers=record_headers(self._next_id(), headers)
                 )
         except BufferError:
             self._push_when_room(value, key, headers, None)
         except KafkaException as e:
-            raise self._error(e) from e
+            error = self._error(e)
+            if self._hooks:
+                self._chain.after_push(self.topic, error)
+            raise error from e
 
     def try_push(
         self,
@@ -183,7 +205,7 @@ class Pusher(Producer):
         """Hand one record to librdkafka or raise BufferError when its queue is full."""
         if self._closed:
             raise DeliveryError(f"kafka pusher for {self.topic!r} is closed")
-        hdrs = record_headers(self._next_id(), headers, self._tracing)
+        hdrs = record_headers(self._next_id(), headers)
         try:
             if on_delivery is None:
                 self._produce(self.topic, value, key, headers=hdrs)
@@ -193,23 +215,43 @@ class Pusher(Producer):
             raise self._error(e) from e
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until everything pushed is acknowledged; raise DeliveryError for failures."""
-        left = self._producer.flush() if timeout is None else self._producer.flush(timeout)
+        """Wait until everything pushed is acknowledged, at most ``timeout`` seconds
+        (default ``push_timeout``); DeliveryError for what failed or is still waiting."""
+        left = self._flush(self.push_timeout if timeout is None else timeout)
         if left:
             raise DeliveryError(
-                f"kafka {self.topic!r}: {left} message(s) not acknowledged within {timeout}s",
+                f"kafka {self.topic!r}: {left} message(s) not acknowledged within "
+                f"{self.push_timeout if timeout is None else timeout}s",
                 failed=left,
             )
         self._raise_failures()
 
+    def _flush(self, timeout: float) -> int:
+        """librdkafka's flush in 0.1 s slices (signals such as Ctrl-C run between them)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self._producer.flush(min(0.1, max(0.0, deadline - time.monotonic())))
+            if not left or time.monotonic() >= deadline:
+                return left
+
     def close(self) -> None:
-        """Flush everything, stop the report thread; idempotent."""
+        """Flush (at most ``push_timeout``), stop the report thread; idempotent. What is
+        still undelivered then is purged and raised as DeliveryError."""
         if self._closed:
             return
+        self._closed = True
         try:
-            self.flush()
+            left = self._flush(self.push_timeout)
+            if left:
+                self._producer.purge()
+                self._producer.flush(0)
+                raise DeliveryError(
+                    f"kafka {self.topic!r}: {left} message(s) not delivered within "
+                    f"push_timeout={self.push_timeout}s (is the broker reachable?)",
+                    failed=left,
+                )
+            self._raise_failures()
         finally:
-            self._closed = True
             self._stop.set()
             self._poller.join(5)
             atexit.unregister(self._atexit)
@@ -236,11 +278,18 @@ class Pusher(Producer):
         except BufferError:
             self._push_when_room(value, key, headers, report, deadline)
         if not done.wait(max(0.0, deadline - time.monotonic())):
-            raise DeliveryError(
+            error: Exception = DeliveryError(
                 f"kafka {self.topic!r}: no acknowledgement within push_timeout={self.push_timeout}s"
             )
-        if result[0] is not None:
-            raise self._error(KafkaException(result[0]))
+        elif result[0] is not None:
+            error = self._error(KafkaException(result[0]))
+        else:
+            if self._hooks:
+                self._chain.after_push(self.topic, None)
+            return
+        if self._hooks:
+            self._chain.after_push(self.topic, error)
+        raise error
 
     def _push_when_room(
         self,
@@ -251,19 +300,18 @@ class Pusher(Producer):
         deadline: float | None = None,
     ) -> None:
         """The local queue is full: wait for room, at most until push_timeout."""
-        if deadline is None:
-            deadline = time.monotonic() + self.push_timeout
-        while True:
-            self._producer.poll(0.005)
-            try:
-                self.try_push(value, key, headers, on_delivery)
-                return
-            except BufferError:
-                if time.monotonic() >= deadline:
-                    raise DeliveryError(
-                        f"kafka {self.topic!r}: local queue still full after "
-                        f"push_timeout={self.push_timeout}s (is the broker reachable?)"
-                    ) from None
+        if self._closed:
+            raise DeliveryError(f"kafka pusher for {self.topic!r} is closed")
+        produce_within(
+            self._producer,
+            time.monotonic() + self.push_timeout if deadline is None else deadline,
+            self.topic,
+            value,
+            key,
+            record_headers(self._next_id(), headers),
+            on_delivery=on_delivery,
+            what=f"kafka push (push_timeout={self.push_timeout}s)",
+        )
 
     def _error(self, e: KafkaException) -> Exception:
         err = translate(e, f"kafka push to {self.topic!r}", DeliveryError)
@@ -278,12 +326,16 @@ class Pusher(Producer):
 
     def _on_report(self, err: Any, record: Any) -> None:
         if err is None:
+            if self._hooks:
+                self._chain.after_push(self.topic, None)
             return
         error = self._error(KafkaException(err))
         failure = error if isinstance(error, DeliveryError) else DeliveryError(str(error))
+        if self._hooks:
+            self._chain.after_push(self.topic, failure)
         if self._on_error is not None:
             try:
-                self._on_error(_failed_message(record), failure)
+                self._on_error(reported_message(record), failure)
                 return
             except Exception:
                 logger.exception("kafka pusher on_error callback failed")
@@ -307,67 +359,3 @@ class Pusher(Producer):
                 f"kafka {self.topic!r}: {failed} message(s) failed; last error: {last}",
                 failed=failed,
             )
-
-
-class AsyncPusher:
-    """``Pusher`` for asyncio code: push never blocks the loop; flush/close run off-loop."""
-
-    def __init__(self, brokers: str | Sequence[str], topic: str, **options: Any) -> None:
-        self.pusher = Pusher(brokers, topic, **options)
-
-    async def push(
-        self,
-        value: bytes | str,
-        key: bytes | str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Queue one message (with ``sync``: await the broker's ack)."""
-        pusher = self.pusher
-        deadline = time.monotonic() + pusher.push_timeout
-        future: asyncio.Future[Any] | None = None
-        report: Callable[[Any, Any], None] | None = None
-        if pusher.sync:
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
-            fut = future
-
-            def settle(err: Any) -> None:
-                if not fut.done():
-                    fut.set_result(err)
-
-            def report(err: Any, record: Any) -> None:
-                loop.call_soon_threadsafe(settle, err)
-
-        while True:
-            try:
-                pusher.try_push(value, key, headers, report)
-                break
-            except BufferError:
-                if time.monotonic() >= deadline:
-                    raise DeliveryError(
-                        f"kafka {pusher.topic!r}: local queue still full after "
-                        f"push_timeout={pusher.push_timeout}s"
-                    ) from None
-                await asyncio.sleep(0.005)
-        if future is not None:
-            try:
-                err = await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
-                raise DeliveryError(
-                    f"kafka {pusher.topic!r}: no acknowledgement within "
-                    f"push_timeout={pusher.push_timeout}s"
-                ) from None
-            if err is not None:
-                raise pusher._error(KafkaException(err))
-
-    async def flush(self, timeout: float | None = None) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.pusher.flush, timeout)
-
-    async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.pusher.close)
-
-    async def __aenter__(self) -> AsyncPusher:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()

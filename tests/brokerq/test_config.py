@@ -158,3 +158,21 @@ def test_worker_options_top_level_wins_over_section_defaults(tmp_path: Path) -> 
     assert opts["concurrency"] == 4
     assert opts["shutdown_timeout"] == 10.0
     assert opts["retry"].max_attempts == 5
+
+
+def test_duplicate_keys_bool_counts_and_insane_backoff_are_errors(tmp_path: Path) -> None:
+    assert "key 'concurrency' written twice" in error_of(
+        tmp_path, GOOD + "concurrency: 2\nconcurrency: 3\n"
+    )
+    base = GOOD.replace("concurrency: 4\n", "").replace(
+        "retry: {max_attempts: 5, backoff: 500ms, max_backoff: 5m}\n", ""
+    )
+    assert "concurrency: expected a whole number, not true/false" in error_of(
+        tmp_path, base + "concurrency: true\n"
+    )
+    assert "backoff and max_backoff must be finite" in error_of(
+        tmp_path, base + "retry: {backoff: .nan}\n"
+    )
+    assert "must not be below backoff" in error_of(
+        tmp_path, base + "retry: {backoff: 1m, max_backoff: 1s}\n"
+    )

@@ -76,7 +76,7 @@ def test_kq_password_file_and_repr(tmp_path: Path) -> None:
     conf = KqConf(brokers="b:9093", topic="t", username="u", password_file=str(f), ca_file="ca")
     assert conf.password == "kq-secret-77"
     assert "kq-secret-77" not in repr(conf)
-    sec = conf.common_config()
+    sec = conf.security()
     assert sec["security.protocol"] == "SASL_SSL"
     assert sec["sasl.password"] == "kq-secret-77"
     assert sec["ssl.endpoint.identification.algorithm"] == "https"
@@ -94,12 +94,12 @@ def test_kq_tls_keys() -> None:
         key_file="k.pem",
         ssl_check_hostname=False,
     )
-    sec = conf.common_config()
+    sec = conf.security()
     assert sec["security.protocol"] == "SSL"
     assert sec["ssl.certificate.location"] == "c.pem"
     assert sec["ssl.key.location"] == "k.pem"
     assert sec["ssl.endpoint.identification.algorithm"] == "none"
-    assert "security.protocol" not in KqConf(brokers="b:1", topic="t").common_config()
+    assert "security.protocol" not in KqConf(brokers="b:1", topic="t").security()
 
 
 def test_redis_conf_password_file_url_secret_and_repr(tmp_path: Path) -> None:

@@ -64,3 +64,17 @@ def test_supervised_processes_share_the_work_restart_and_stop(tmp_path: Path) ->
     assert _children(sup.pid) == set()
     handled = [v for _, _, v in _lines(record)]
     assert sorted(set(handled)) == sorted(f"m{i}" for i in range(40))
+
+
+def test_a_child_that_cannot_start_is_not_restarted_forever(tmp_path: Path) -> None:
+    code = (
+        "import logging, sys\n"
+        "from brokerq.supervisor import Supervisor\n"
+        "logging.basicConfig()\n"
+        f"sys.exit(Supervisor(['run', {str(tmp_path / 'missing.yaml')!r}], 2, 5.0).run())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "(config or unsupported); stopping" in proc.stderr

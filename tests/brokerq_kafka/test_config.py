@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -41,7 +42,8 @@ def test_config_maps_onto_librdkafka() -> None:
         password="p",
         sasl_mechanism="SCRAM-SHA-512",
         ca_file="/ca.pem",
-        client_config={"enable.auto.commit": True, "fetch.wait.max.ms": 50},
+        processors=8,
+        client_config={"fetch.wait.max.ms": 50},
     )
     c = conf.consumer_config()
     assert c["auto.offset.reset"] == "earliest"
@@ -49,9 +51,51 @@ def test_config_maps_onto_librdkafka() -> None:
     assert c["security.protocol"] == "SASL_SSL" and c["sasl.mechanism"] == "SCRAM-SHA-512"
     assert c["ssl.ca.location"] == "/ca.pem"
     assert c["fetch.wait.max.ms"] == 50
-    assert c["enable.auto.commit"] is False  # the guarantee cannot be configured away
+    assert c["enable.auto.commit"] is False
     broker = KafkaBroker(conf)
-    assert broker.worker_options() == {"concurrency": 8}
+    assert broker.worker_options() == {"concurrency": 8}  # written: the deprecated key
+    assert KafkaBroker(KqConf(brokers="a:1", topic="t")).worker_options() == {}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "build"),
+    [
+        ("enable.auto.commit", True, "source"),
+        ("enable.auto.offset.store", "true", "source"),
+        ("acks", 1, "producer"),
+        ("acks", "0", "dead-letter writer"),
+        ("enable.idempotence", False, "producer"),
+    ],
+)
+def test_client_config_cannot_weaken_a_guarantee(key: str, value: object, build: str) -> None:
+    """defaults < client_config < guarantees: a weakening key is an error naming it."""
+    conf = KqConf(brokers=UNREACHABLE, topic="t", client_config={key: value})
+    broker = KafkaBroker(conf)
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        if build == "source":
+            broker.source()
+        elif build == "producer":
+            broker.producer()
+        else:
+            conf.writer_config()
+
+
+def test_client_config_overrides_defaults_but_keeps_guarantees() -> None:
+    conf = KqConf(
+        brokers="a:1", topic="t", client_config={"acks": "all", "compression.type": "zstd"}
+    )
+    w = conf.writer_config()
+    assert w["compression.type"] == "zstd" and w["enable.idempotence"] is True
+    c = conf.consumer_config()
+    assert c["partition.assignment.strategy"] == "range"
+    custom = KqConf(
+        brokers="a:1",
+        topic="t",
+        client_config={"partition.assignment.strategy": "cooperative-sticky"},
+    )
+    assert custom.consumer_config()["partition.assignment.strategy"] == "cooperative-sticky"
+    with pytest.raises(ConfigError, match="on_delivery"):
+        KqConf(brokers="a:1", topic="t", client_config={"on_delivery": print}).writer_config()
 
 
 def test_unknown_client_config_key_is_a_config_error() -> None:

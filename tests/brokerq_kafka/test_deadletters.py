@@ -135,3 +135,23 @@ def test_cli_list_retry_purge(broker: KafkaBroker, tmp_path: Path) -> None:
     assert "0 dead letter(s)" in bq("dead", str(cfg)).stdout
     bad = bq("dead", str(cfg), "--retry", "--ref", "nope", check=False)
     assert bad.returncode == 3 and "PARTITION/OFFSET" in bad.stderr
+
+
+def test_refs_and_message_ids_select_exactly_those(broker: KafkaBroker) -> None:
+    """``dead --ref`` by partition/offset or by the message id the logs show; purging some
+    refs purges only those (issue 11 #4, #14)."""
+    dead_letter_three(broker)
+    letters = broker.dead_letters()
+    assert all(d.message.id and not re.fullmatch(r"\d+/\d+", d.message.id) for d in letters)
+    assert "RuntimeError" in letters[0].error and "boom" in letters[0].traceback
+    by_id = broker.dead_letters(refs=[letters[2].message.id])
+    assert [d.ref for d in by_id] == [letters[2].ref]
+    assert broker.dead_letters(limit=1, refs=[d.ref for d in letters]) == letters[:1]
+    assert broker.purge_dead([letters[0].message.id]) == 1
+    assert [d.ref for d in broker.dead_letters()] == [d.ref for d in letters[1:]]
+    assert broker.purge_dead([letters[1].ref]) == 1
+    assert [d.ref for d in broker.dead_letters()] == [letters[2].ref]
+    with pytest.raises(ConfigError, match="message id"):
+        broker.purge_dead(["no-such-id"])
+    assert broker.retry_dead([letters[2].message.id]) == 1
+    assert broker.dead_letters() == []

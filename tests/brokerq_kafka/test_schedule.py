@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from brokerq.schedule import Schedule, message_for
+from brokerq.testing.servers import delete_topics
 from brokerq_kafka import KafkaBroker
 from brokerq_kafka.fires import KafkaFireStore
 from tests.brokerq.schedule import scenarios
 from tests.brokerq.schedule.helpers import assert_each_tick_once, drain
 from tests.brokerq.schedule.procs import Lab
-from tests.brokerq_kafka.conftest import delete_topic
 from tests.contract import wait_for
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 def kq(broker: KafkaBroker, kafka_bootstrap: str) -> Iterator[KafkaBroker]:
     yield broker
     for suffix in (".schedules", ".schedules-leader"):
-        delete_topic(kafka_bootstrap, broker.conf.topic + suffix)
+        delete_topics(kafka_bootstrap, [broker.conf.topic + suffix])
 
 
 def drainer(broker: KafkaBroker) -> scenarios.Drain:

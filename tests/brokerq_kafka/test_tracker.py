@@ -1,15 +1,30 @@
-"""Offset tracking and key ordering without a broker: fast unit tests of the commit rule."""
+"""The commit rule and crash accounting without a broker: PartitionTracker, OffsetBook, and
+the poller's admission of records (its commits replaced by a recorder)."""
 
 from __future__ import annotations
 
 import random
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from confluent_kafka import Message as Record
 
-from brokerq_kafka import KafkaSource, KqConf, _wire
+from brokerq.broker import Delivery
+from brokerq.dispatch import Dispatcher
+from brokerq_kafka import KqConf, _wire
+from brokerq_kafka._writer import DurableWriter
+from brokerq_kafka.keyholds import KeyHolds
+from brokerq_kafka.offsets import (
+    METADATA_LIMIT,
+    RESERVE_AHEAD,
+    Handle,
+    OffsetBook,
+    decode_metadata,
+    encode_metadata,
+)
+from brokerq_kafka.poller import Poller
 from brokerq_kafka.tracker import PartitionTracker
 
 
@@ -35,37 +50,120 @@ def test_out_of_order_acks_commit_only_the_contiguous_prefix() -> None:
     assert t.pending_commit() is None
 
 
+def test_concurrent_settles_commit_the_prefix() -> None:
+    """8 threads settle 10k offsets in random order; the commit point is exact throughout."""
+    book = OffsetBook()
+    book.assign("t", 0, -1, None)
+    state = book.states[("t", 0)]
+    n = 10_000
+    for o in range(n):
+        state.tracker.add(o)
+    handles = [Handle(state, o, None) for o in range(n)]
+    held_back = handles.pop(4321)
+    random.shuffle(handles)
+    threads = [
+        threading.Thread(target=lambda c=handles[i::8]: [book.settle(h) for h in c])  # type: ignore[misc]
+        for i in range(8)
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    book.apply_done()
+    assert state.tracker.position() == 4321
+    book.settle(held_back)
+    book.apply_done()
+    assert state.tracker.position() == n
+
+
+def test_metadata_round_trip_and_limit() -> None:
+    text = encode_metadata(1200, {1005: 2, 1010: 1}, clean=False)
+    assert decode_metadata(text) == (1200, {1005: 2, 1010: 1}, False)
+    assert decode_metadata(encode_metadata(None, {}, clean=True)) == (None, {}, True)
+    assert decode_metadata("brokerq-done:3-5") is None and decode_metadata(None) is None
+    assert decode_metadata("bq1 r=x") is None
+    big = encode_metadata(10**12, {10**12 + i: 3 for i in range(10_000)}, clean=False)
+    assert len(big) <= METADATA_LIMIT
+    assert decode_metadata(big) is not None
+
+
+def _hold(book: OffsetBook, offsets: range) -> Any:
+    state = next(iter(book.states.values()))
+    for o in offsets:
+        state.tracker.add(o)
+        state.held.append((Delivery(None, Handle(state, o, None)), None))
+    return state
+
+
+def test_reservation_before_anything_goes_out() -> None:
+    book = OffsetBook()
+    book.assign("t", 0, -1, None)
+    state = _hold(book, range(0, 5))
+    assert book.release(state) == []  # nothing reserved yet
+    assert book.needs_commit(state) and state.reserved == RESERVE_AHEAD
+    points = book.commit_points([state], clean=False, changed_only=False)
+    assert points[0][1] == 0 and decode_metadata(points[0][2]) == (RESERVE_AHEAD, {}, False)
+    assert [d.handle.offset for d, _ in book.release(state)] == [0, 1, 2, 3, 4]
+    _hold(book, range(5, RESERVE_AHEAD + 2))
+    assert not book.needs_commit(state)
+    assert len(book.release(state)) == RESERVE_AHEAD - 4  # up to the reservation
+    assert book.needs_commit(state)  # the next one needs a new reservation
+
+
+def test_unclean_owner_opens_a_careful_window_with_counts() -> None:
+    book = OffsetBook()
+    book.assign("t", 0, 10, encode_metadata(14, {12: 2, 3: 9}, clean=False))
+    state = book.states[("t", 0)]
+    assert state.careful_end == 14 and state.counts == {12: 2}  # below the commit: dropped
+    assert book.crashes(state, 12) == 2 and book.crashes(state, 11) == 0
+    _hold(book, range(10, 17))
+    out = []
+    while True:  # one careful record at a time, each after a commit naming it
+        if book.needs_commit(state):
+            (point,) = book.commit_points([state], clean=False, changed_only=False)
+            _, counts, clean = decode_metadata(point[2]) or (None, {}, True)
+            assert not clean
+            if state.careful_out is not None:
+                assert counts[state.careful_out] == state.counts.get(state.careful_out, 0) + 1
+        got = book.release(state)
+        if not got:
+            break
+        assert len(got) == 1 or state.careful_end is None
+        out += [d.handle.offset for d, _ in got]
+        if state.careful_out is not None:
+            book.settle(got[0][0].handle)
+            book.apply_done()
+    assert out == list(range(10, 17))
+    assert state.careful_end is None  # past the window: normal again
+    assert 12 not in state.counts  # settled: forgotten
+
+
+def test_clean_owner_carries_counts_without_a_window() -> None:
+    book = OffsetBook()
+    book.assign("t", 0, 10, encode_metadata(14, {12: 2}, clean=True))
+    state = book.states[("t", 0)]
+    assert state.careful_end is None and state.counts == {12: 2}
+    state.tracker.add(10)
+    state.careful_out = 10
+    (point,) = book.commit_points([state], clean=True, changed_only=False)
+    assert decode_metadata(point[2]) == (None, {12: 2}, True)  # clean: no bump
+    (point,) = book.commit_points([state], clean=False, changed_only=False)
+    assert decode_metadata(point[2]) == (None, {10: 1, 12: 2}, False)
+
+
 @pytest.fixture
-def source() -> Iterator[KafkaSource]:
-    """A source whose poll thread never starts (no broker needed); we feed it by hand."""
-    src = KafkaSource(KqConf(brokers="127.0.0.1:1", topic="unit", group="g", key_ordering=True))
-    idle = threading.Thread(target=lambda: None)
-    idle.start()
-    idle.join()
-    src._thread = idle
-    yield src
-    src.close()
-    src._consumer.close()
+def poller() -> Iterator[Poller]:
+    """A poller whose thread never runs and whose commits always succeed."""
+    conf = KqConf(brokers="127.0.0.1:1", topic="unit", group="g", key_ordering=True)
+    d: Dispatcher[Any] = Dispatcher(100, key_of=lambda x: x.message.key)
+    p = Poller(conf, d, DurableWriter(conf), KeyHolds(d.done))
+    p._commit = lambda *a, **k: True  # type: ignore[method-assign]
+    p.book.assign("unit", 2, -1, None)
+    yield p
+    p.consumer.close()
 
 
-def feed(
-    src: KafkaSource, tracker: PartitionTracker, items: list[tuple[int, bytes | None]]
-) -> None:
-    for offset, key in items:
-        tracker.add(offset)
-        record = Record(
-            topic=tracker.topic,
-            partition=tracker.partition,
-            offset=offset,
-            value=str(offset).encode(),
-            key=key,
-        )
-        src._buffer.append((record, tracker))
-
-
-def test_buffered_records_decode_like_wire_decode(source: KafkaSource) -> None:
-    tracker = PartitionTracker("unit", 2)
-    source._trackers[("unit", 2)] = tracker
+def test_admitted_records_decode_like_wire_decode(poller: Poller) -> None:
     record = Record(
         topic="unit",
         partition=2,
@@ -76,79 +174,40 @@ def test_buffered_records_decode_like_wire_decode(source: KafkaSource) -> None:
         timestamp=(1, 1_700_000_000_000),
     )
     plain = Record(topic="unit", partition=2, offset=8, value=b"x")
-    tracker.add(7)
-    tracker.add(8)
-    source._buffer.extend([(record, tracker), (plain, tracker)])
-    got = source.receive(0)
-    assert got is not None and got.message == _wire.decode(record)
+    poller._accept([record, plain])
+    got = poller.dispatcher.get(0)
+    assert got is not None and got.message == _wire.decode(record).message
     assert got.message.id == "abc" and got.message.attempt == 2
     assert got.message.headers == {"user": "u"} and got.message.created_at == 1_700_000_000.0
-    second = source.receive(0)
+    second = poller.dispatcher.get(0)
     assert second is not None and second.message.id == "unit/2/8"
-    assert second.message == _wire.decode(plain)
 
 
-def test_concurrent_acks_commit_the_prefix(source: KafkaSource) -> None:
-    """8 threads ack 10k offsets in random order; the commit point is exact at every stage."""
-    tracker = PartitionTracker("unit", 0)
-    source._trackers[("unit", 0)] = tracker
-    n = 10_000
-    feed(source, tracker, [(o, None) for o in range(n)])
-    deliveries = [source.receive(0) for _ in range(n)]
-    assert all(d is not None for d in deliveries)
-    held_back = deliveries[4321]
-    rest = [d for d in deliveries if d is not held_back]
-    random.shuffle(rest)
-    chunks = [rest[i::8] for i in range(8)]
-    threads = [threading.Thread(target=lambda c=c: [source.ack(d) for d in c]) for c in chunks]  # type: ignore[misc]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    source._flow_control()
-    assert tracker.position() == 4321
-    assert held_back is not None
-    source.ack(held_back)
-    source._flow_control()
-    assert tracker.position() == n
-
-
-def test_late_ack_after_revoke_is_ignored(source: KafkaSource) -> None:
-    old = PartitionTracker("unit", 0)
-    source._trackers[("unit", 0)] = old
-    feed(source, old, [(0, None), (1, None)])
-    first = source.receive(0)
-    assert first is not None
-    source._on_revoke(source._consumer, [])  # nothing revoked: buffer kept
-    assert len(source._buffer) == 1
-    source._drop({("unit", 0)})
-    assert len(source._buffer) == 0
-    new = PartitionTracker("unit", 0)
-    source._trackers[("unit", 0)] = new  # reassigned: a fresh tracker
-    source.ack(first)
-    source._flow_control()
-    assert new.position() is None  # the late ack went to the old tracker only
-
-
-def test_key_ordering_serialises_a_key_and_keeps_order(source: KafkaSource) -> None:
-    tracker = PartitionTracker("unit", 0)
-    source._trackers[("unit", 0)] = tracker
-    feed(source, tracker, [(0, b"a"), (1, b"a"), (2, b"b"), (3, b"a"), (4, None)])
-    got = [source.receive(0) for _ in range(3)]
-    assert [d.handle.offset for d in got if d] == [0, 2, 4]  # a#1, b, unkeyed; a#2 waits
-    assert source.receive(0) is None
+def test_key_lanes_and_retry_holds(poller: Poller) -> None:
+    recs = [(0, b"a"), (1, b"a"), (2, b"b"), (3, None)]
+    poller._accept(
+        [Record(topic="unit", partition=2, offset=o, value=b"v", key=k) for o, k in recs]
+    )
+    d = poller.dispatcher
+    got = d.get_many(10, 0)
+    assert [x.handle.offset for x in got] == [0, 2, 3]  # a#2 waits behind a#1
     a1 = got[0]
-    assert a1 is not None
-    source.retry(a1, 0.0, "boom")  # a retry keeps the key: a#2 must still wait
-    again = source.receive(0)
-    assert again is not None and again.handle.offset == 0 and again.message.attempt == 2
-    assert source.receive(0) is None
-    source.ack(again)
-    nxt = source.receive(0)
+    poller.holds.hold(b"a", a1, 0.0)  # a#1 went to a retry topic: the key stays held
+    poller.book.settle(a1.handle)
+    assert d.get(0) is None
+    retry = Record(
+        topic="unit.retry.1",
+        partition=2,
+        offset=0,
+        value=b"v",
+        key=b"a",
+        headers=[(_wire.ID, a1.message.id.encode()), (_wire.ATTEMPT, b"2")],
+    )
+    poller.book.assign("unit.retry.1", 2, -1, None)
+    poller._accept([retry])
+    again = d.get(0)
+    assert again is not None and again.message.attempt == 2  # the retry goes first
+    assert d.get(0) is None  # a#2 still waits
+    d.done(again)  # the retry settled: the key moves on
+    nxt = d.get(0)
     assert nxt is not None and nxt.handle.offset == 1
-    source.release(nxt)  # handed back: comes out first, key still held
-    back = source.receive(0)
-    assert back is nxt
-    source.ack(back)
-    last = source.receive(0)
-    assert last is not None and last.handle.offset == 3
