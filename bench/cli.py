@@ -3,7 +3,7 @@
     python -m bench                          every default measure, 3 repetitions of each rate
     python -m bench --quick                  small N, one repetition
     python -m bench kq-push kq-consume       some measures (names below); "all" = the default set
-    python -m bench --only kq,kqc,dq,at,embedded,rss [--rss-jobs N]   bench/run's keys
+    python -m bench --only kq,kqc,kqb,kqp,peers,dq,dqm,at,embedded,rss,kqbrss,metrics [--rss-jobs N]   bench/run's keys
 
 Every measure runs in its own process (bench/harness.py), one after another. bench/run
 prepares the venv, the services and the go-queue binary, then calls this. Exit status 1
@@ -44,7 +44,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[Measure]]:
     )
     ap.add_argument("measure", nargs="*", help="measures to run (default: all default ones)")
     ap.add_argument("--quick", action="store_true", help="small N, one repetition (~1.5 min)")
-    ap.add_argument("--only", default="", help="comma list of keys: kq,kqc,dq,at,embedded,rss")
+    ap.add_argument("--only", default="", help="comma list of keys (listed below)")
     ap.add_argument(
         "--rss-jobs", type=int, default=None, help="delayed jobs for dq-rss (1M, quick 100k)"
     )

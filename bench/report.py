@@ -17,24 +17,51 @@ TARGETS: dict[str, list[tuple[str, float]]] = {
     "kq.push.1024.acksall": [("go-queue", 1.5), ("raw", 0.8)],
     "kq.push.1024.acks1": [("go-queue", 1.5), ("raw", 0.8)],
     "kq.consume": [("go-queue", 1.0)],
-    "dq.delay": [("go-queue", 1.0)],
+    "kq.consume.batch": [("raw", 0.7)],
+    "kq.consume.p1": [("go-queue", 0.6)],
+    "kq.consume.p2": [("go-queue", 1.0)],
+    **{
+        f"kq.peer.{what}.{peer}": [(peer, 1.5)]
+        for what in ("push", "pushbatch", "consume", "consumebatch")
+        for peer in ("faststream", "taskiq")
+    },
+    "dq.delay": [("go-queue", 1.0), ("raw", 0.5)],
+    "dq.delay_many": [("delay x1", 3.0)],
+    "metrics.runtimec8": [("metrics off", 0.9)],
+    "metrics.kqconsume": [("metrics off", 0.9)],
     "dq.consume": [("go-queue", 1.0)],
     "embedded": [("huey", 1.5)],
 }
 AT_TARGET_P99_MS = 50.0
 RSS_GROWTH = (2.0, 0.05)  # MiB, fraction of the start: flat is growth <= max of the two
+RSS_CAP_MIB = 100.0  # issue 16: worker RSS <= 100 MB (1M delayed jobs; batch handlers of 500)
 ORDER = [
     "kq.push.100.acksall",
     "kq.push.100.acks1",
     "kq.push.1024.acksall",
     "kq.push.1024.acks1",
     "kq.consume",
+    "kq.consume.batch",
+    "kq.consume.p1",
+    "kq.consume.p2",
+    *(
+        f"kq.peer.{what}.{peer}"
+        for what in ("push", "pushbatch", "consume", "consumebatch")
+        for peer in ("faststream", "taskiq")
+    ),
     "dq.delay",
+    "dq.delay_many",
     "dq.consume",
     "dq.at",
     "embedded",
     "dq.rss",
+    "kq.batch.rss",
+    "metrics.runtimec1",
+    "metrics.runtimec8",
+    "metrics.kqconsume",
     "kq.push.100.noid",
+    "schedule.sqlite",
+    "schedule.dq",
     "worker.c1",
     "worker.c8",
     "worker.memory",
@@ -89,6 +116,7 @@ def _at_row(row: dict[str, Any], impls: dict[str, Figures]) -> None:
 
 
 def _rss_row(row: dict[str, Any], impls: dict[str, Figures]) -> None:
+    """Start -> end RSS; flat and at most RSS_CAP_MIB."""
     b = impls.get("brokerq")
     row.update(brokerq=_rss(b), raw="", goqueue=_rss(impls.get("go-queue")), ratios="")
     if b:
@@ -101,20 +129,39 @@ def _rss_row(row: dict[str, Any], impls: dict[str, Figures]) -> None:
                 "value": f"{growth:+.1f} MiB over {b['seconds']:.0f} s",
             }
         )
+        row["checks"].append(
+            {
+                "target": f"max <= {RSS_CAP_MIB:.0f} MiB",
+                "met": b["rss_mib_max"] <= RSS_CAP_MIB,
+                "value": f"{b['rss_mib_max']:.1f} MiB",
+            }
+        )
+
+
+def _rate(f: Figures | None) -> str:
+    if not f:
+        return "—"
+    if f.get("na"):
+        return "n/a"
+    return fmt_rate(f.get("per_s"))
 
 
 def _rate_row(m: str, row: dict[str, Any], impls: dict[str, Figures]) -> None:
+    """brokerq | the other Python side (raw client, huey, a peer) | go-queue, with ratios."""
     b = impls.get("brokerq")
-    other = impls.get("raw") or impls.get("huey")
+    others = [f for who, f in impls.items() if who not in ("brokerq", "go-queue")]
+    other = others[0] if others else None
     g = impls.get("go-queue")
-    row["brokerq"] = fmt_rate(b.get("per_s")) if b else "—"
+    row["brokerq"] = _rate(b)
     row["raw"] = "—"
     if other:
-        row["raw"] = fmt_rate(other.get("per_s")) + (" (huey)" if other["impl"] == "huey" else "")
-    row["goqueue"] = fmt_rate(g.get("per_s")) if g else "—"
+        name = str(other["impl"])
+        row["raw"] = _rate(other) + ("" if name == "raw" else f" ({name})")
+    row["goqueue"] = _rate(g)
     ratios = []
-    for who, f in (("huey" if impls.get("huey") else "raw", other), ("go-queue", g)):
-        if b and f and f.get("per_s"):
+    for f in [*others, g]:
+        if b and f and b.get("per_s") and f.get("per_s"):
+            who = str(f["impl"])
             r = b["per_s"] / f["per_s"]
             ratios.append(f"{r:.2f}x {who}")
             for tw, tv in TARGETS.get(m, []):
@@ -122,6 +169,9 @@ def _rate_row(m: str, row: dict[str, Any], impls: dict[str, Figures]) -> None:
                     row["checks"].append(
                         {"target": f">= {tv}x {who}", "met": r >= tv, "value": f"{r:.2f}x"}
                     )
+    for f in (b, *others):
+        if f and f.get("na"):
+            ratios.append(f"{f['impl']}: n/a ({f['na']})")
     row["ratios"] = ", ".join(ratios)
 
 
@@ -139,7 +189,10 @@ def summarize(figures: list[Figures]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"measure": m, "label": label, "checks": []}
         if m == "dq.at":
             _at_row(row, impls)
-        elif m == "dq.rss":
+        elif m.startswith("schedule."):  # lateness, no target in an issue yet
+            b = impls.get("brokerq")
+            row.update(brokerq=_at(b), raw="", goqueue="", ratios="")
+        elif m in ("dq.rss", "kq.batch.rss"):
             _rss_row(row, impls)
         else:
             _rate_row(m, row, impls)

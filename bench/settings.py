@@ -27,6 +27,12 @@ SIZES: dict[str, tuple[int, int]] = {
     "embedded": (20_000, 5_000),
     "rss": (1_000_000, 100_000),
     "worker": (200_000, 100_000),
+    # taskiq's kiq waits for each record's ack (send_and_wait, ~100-1000/s here) and its
+    # gathered kiq runs ~2 k/s: smaller N for taskiq, and for FastStream's per-message
+    # consume (~5 k/s); rates are rates
+    "peer.taskiq.serial": (2_000, 1_000),
+    "peer.taskiq": (20_000, 10_000),
+    "kq.batch.rss": (500_000, 100_000),
 }
 
 

@@ -39,6 +39,18 @@ class FirstToNth:
                 self.last = t
                 self.done.set()
 
+    def add(self, k: int) -> None:
+        """``k`` handled at once (a batch): the first and the N-th are the batch's time."""
+        t = time.perf_counter()
+        with self._lock:
+            before = self.count
+            self.count += k
+            if before == 0:
+                self.first = t
+            if before < self.n <= self.count:
+                self.last = t
+                self.done.set()
+
     def result(self, timeout: float) -> float:
         """Seconds from the first to the N-th; RuntimeError when N is not reached in ``timeout``."""
         if not self.done.wait(timeout):
