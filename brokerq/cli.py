@@ -19,7 +19,6 @@ anything. The memory broker is refused: it lives inside one process.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -31,7 +30,6 @@ from typing import Any
 import click
 
 from brokerq import cli_io, cli_schedule
-from brokerq.broker import Broker
 from brokerq.cli_common import (
     EXIT_BROKER,
     EXIT_CONFIG,
@@ -48,8 +46,9 @@ from brokerq.cli_common import (
     load_config,
     opened,
 )
+from brokerq.cli_dead import dead as dead_command
 from brokerq.duration import parse_duration
-from brokerq.errors import ConfigError, NotSupported
+from brokerq.errors import ConfigError
 from brokerq.handler import import_object
 from brokerq.heartbeat import Heartbeat, queue_of
 from brokerq.metrics.live import show as show_stats
@@ -359,58 +358,6 @@ def stats(config: str, as_json: bool, watch: bool, interval: str, count: int | N
         )
 
 
-@main.command()
-@config_arg
-@click.option("--retry", "requeue", is_flag=True, help="Requeue dead letters (all, or --ref).")
-@click.option("--purge", is_flag=True, help="Delete dead letters (all, or --ref).")
-@click.option("--ref", "refs", multiple=True, help="Only these dead letters (ref or message id).")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True, help="List as JSON, tracebacks included.")
-@errors_to_exit
-def dead(
-    config: str, requeue: bool, purge: bool, refs: tuple[str, ...], limit: int, as_json: bool
-) -> None:
-    """List dead letters (read-only), or requeue (--retry) or delete (--purge) them.
-
-    With --ref, only those; exit 6 when none of them is a dead letter.
-    """
-    if requeue and purge:
-        raise ConfigError("choose one of --retry and --purge")
-    wanted = list(refs) or None
-    with opened(config) as (_, broker):
-        if requeue or purge:
-            count = broker.retry_dead(wanted) if requeue else broker.purge_dead(wanted)
-            if wanted and count == 0:
-                raise NotFound(f"no dead letter with ref {', '.join(refs)}")
-            click.echo(f"{'requeued' if requeue else 'purged'} {count}")
-            return
-        letters = broker.dead_letters(limit + 1, wanted)
-        total = _dead_total(broker) if len(letters) > limit and wanted is None else None
-    shown = letters[:limit]
-    if wanted and not shown:
-        raise NotFound(f"no dead letter with ref {', '.join(refs)}")
-    if as_json:
-        click.echo(json.dumps([cli_io.dead_json(d) for d in shown], indent=2))
-        return
-    for d in shown:
-        text = d.message.value.decode(errors="replace")
-        ref = d.ref or d.message.id
-        ident = "" if ref == d.message.id else f"\tid={d.message.id}"
-        click.echo(f"{ref}{ident}\tattempt={d.message.attempt}\t{d.error}\t{text[:80]}")
-    if len(letters) <= limit:
-        click.echo(f"{len(shown)} dead letter(s)")
-    elif total is not None:
-        click.echo(f"showing {len(shown)} of {total} dead letter(s) (raise --limit for more)")
-    else:
-        click.echo(f"showing the first {len(shown)} dead letter(s); more exist (raise --limit)")
-
-
-def _dead_total(broker: Broker) -> int | None:
-    try:
-        return broker.stats().get("dead")
-    except NotSupported:
-        return None
-
-
 cli_schedule.register(main, errors_to_exit, _setup_logging)
 main.add_command(web_command)  # brokerq web: the dashboard (brokerq/web/command.py)
+main.add_command(dead_command)  # brokerq dead: list, requeue, purge (brokerq/cli_dead.py)
