@@ -30,7 +30,9 @@ WORKER = Path(__file__).with_name("dq_worker.py")
 
 def jobs_left(broker: BeanstalkBroker) -> int:
     """Copies left on every node (stats' per-node lines)."""
-    return sum(v for k, v in broker.stats().items() if k.startswith("node "))
+    return sum(
+        v for k, v in broker.stats().items() if k.startswith("node:") and k.endswith(":copies")
+    )
 
 
 class Runs:

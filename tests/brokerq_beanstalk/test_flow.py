@@ -113,7 +113,7 @@ def test_stats_count_each_job_once(broker: BeanstalkBroker) -> None:
     stats = broker.stats()
     assert (stats["pending"], stats["delayed"], stats["in_flight"], stats["dead"]) == (1, 1, 0, 0)
     assert stats["nodes:up"] == 3
-    assert all(v == 2 for k, v in stats.items() if k.startswith("node "))
+    assert all(v == 2 for k, v in stats.items() if k.startswith("node:") and k.endswith(":copies"))
 
 
 def test_dead_letters_by_ref_and_limit(broker: BeanstalkBroker) -> None:

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 def copies_on_nodes(broker: BeanstalkBroker) -> int:
-    return sum(v for k, v in broker.stats().items() if k.startswith("node "))
+    return sum(
+        v for k, v in broker.stats().items() if k.startswith("node:") and k.endswith(":copies")
+    )
 
 
 def test_unknown_id_is_not_found(broker: BeanstalkBroker) -> None:
