@@ -152,7 +152,7 @@ def _describe(cfg: config_mod.WorkerConfig) -> tuple[str, str]:
         nodes = list(getattr(model, "beanstalks", []) or [])
         tube = str(getattr(nodes[0], "tube", "?")) if nodes else "?"
         endpoints = ", ".join(str(getattr(n, "endpoint", "?")) for n in nodes)
-        return tube, f"{len(nodes)} node(s), counts are copies: {endpoints}"
+        return tube, f"{len(nodes)} node(s), each job counted once: {endpoints}"
     if cfg.broker_name in ("sqlite", "memory"):
         where = (
             "in-process memory" if cfg.broker_name == "memory" else str(getattr(model, "path", ""))
