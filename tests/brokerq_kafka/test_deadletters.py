@@ -127,7 +127,7 @@ def test_cli_list_retry_purge(broker: KafkaBroker, tmp_path: Path) -> None:
     listing = bq("dead", str(cfg)).stdout
     assert "3 dead letter(s)" in listing
     assert "RuntimeError: boom m1" in listing
-    refs = re.findall(r"^(\d+/\d+)\tattempt=3\t", listing, re.M)
+    refs = re.findall(r"^(\d+/\d+)(?:\tid=\S+)?\tattempt=3\t", listing, re.M)
     assert len(refs) == 3
     assert bq("dead", str(cfg), "--retry", "--ref", refs[0]).stdout.strip() == "requeued 1"
     assert "2 dead letter(s)" in bq("dead", str(cfg)).stdout
