@@ -126,23 +126,7 @@ class DeadLetters:
     def retry(self, refs: list[str] | None = None) -> int:
         """Kick buried jobs back to ready (at their own priority: kick keeps it), with their
         attempts and done mark cleared; return how many."""
-        records = {r["ref"]: r for r in self.records(SCAN)}
-        count = 0
-        for letter in self.letters(SCAN, refs):
-            rec = records.get(letter.ref)
-            if rec is not None:
-                self.forget(rec, rerun=True)
-            where = self._split(letter.ref)
-            if where is None:
-                continue
-            node, jid = where
-            try:
-                with node_client(node) as c:
-                    c.kick_job(jid)
-                count += 1
-            except greenstalk.NotFoundError:
-                logger.warning("retry_dead: %s is no longer buried", letter.ref)
-        return count
+        return self._each(refs, rerun=True, verb="retry_dead")
 
     def purge(self, refs: list[str] | None = None) -> int:
         """Delete buried jobs and their records: every one of the tube on every node, or
@@ -162,22 +146,33 @@ class DeadLetters:
                 except ConnectionFailed as e:
                     logger.warning("purge_dead: %s", e)
             return count
+        return self._each(refs, rerun=False, verb="purge_dead")
+
+    def _each(self, refs: list[str] | None, *, rerun: bool, verb: str) -> int:
+        """Forget the records of the dead letters ``refs`` (all when None) and kick
+        (``rerun``) or delete their buried copies; return how many copies were handled.
+        A node that is down fails a retry (ConnectionFailed) and is skipped by a purge."""
         records = {r["ref"]: r for r in self.records(SCAN)}
         count = 0
         for letter in self.letters(SCAN, refs):
             rec = records.get(letter.ref)
             if rec is not None:
-                self.forget(rec, rerun=False)
+                self.forget(rec, rerun=rerun)
             where = self._split(letter.ref)
             if where is None:
                 continue
             node, jid = where
             try:
                 with node_client(node) as c:
-                    c.delete(jid)
+                    if rerun:
+                        c.kick_job(jid)
+                    else:
+                        c.delete(jid)
                 count += 1
             except greenstalk.NotFoundError:
-                logger.warning("purge_dead: %s is no longer buried", letter.ref)
+                logger.warning("%s: %s is no longer buried", verb, letter.ref)
             except ConnectionFailed as e:
-                logger.warning("purge_dead: %s", e)
+                if rerun:
+                    raise
+                logger.warning("%s: %s", verb, e)
         return count
