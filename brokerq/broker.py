@@ -8,7 +8,6 @@ name through the ``brokerq.brokers`` entry-point group (brokerq.registry).
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from brokerq.enqueue import check_job_id, check_max_delay, refuse_options
 from brokerq.errors import NotSupported
 from brokerq.message import Message
 from brokerq.middleware import Middleware, MiddlewareChain
@@ -79,14 +79,16 @@ class Producer(_Closable):
         headers: Mapping[str, str] | None = None,
         *,
         job_id: str | None = None,
+        unique_for: float | timedelta | None = None,
         priority: int | None = None,
         time_limit: float | None = None,
         type: str | None = None,
     ) -> None:
         """Queue one message. Must not block on the network; failures are never silent.
 
-        ``job_id``: a caller-chosen id (idempotent enqueue): DuplicateJob while a job with
-        it is live, NotSupported where the backend cannot promise that. ``priority``: lower
+        ``job_id``: a caller-chosen id (idempotent enqueue, brokerq.enqueue): DuplicateJob
+        while a job with it is live, NotSupported where the backend cannot promise that.
+        ``unique_for``: seconds (or a timedelta) the id stays reserved after the job finished. ``priority``: lower
         runs first (beanstalkd's rule, 0..2**32-1); NotSupported where the backend has none.
         ``time_limit``: seconds the handler may run for this message (header
         ``brokerq-time-limit``). ``type``: picks the handler (header ``brokerq-type``).
@@ -115,6 +117,7 @@ class DelayProducer(_Closable):
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
         job_id: str | None = None,
+        unique_for: float | timedelta | None = None,
         priority: int | None = None,
         time_limit: float | None = None,
         type: str | None = None,
@@ -125,7 +128,8 @@ class DelayProducer(_Closable):
             self._checked(due_after(delay)),
             key=key,
             headers=headers,
-            job_id=job_id,
+            job_id=check_job_id(job_id),
+            unique_for=unique_for,
             priority=priority,
             time_limit=time_limit,
             type=type,
@@ -139,6 +143,7 @@ class DelayProducer(_Closable):
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
         job_id: str | None = None,
+        unique_for: float | timedelta | None = None,
         priority: int | None = None,
         time_limit: float | None = None,
         type: str | None = None,
@@ -149,7 +154,8 @@ class DelayProducer(_Closable):
             self._checked(due_at(when)),
             key=key,
             headers=headers,
-            job_id=job_id,
+            job_id=check_job_id(job_id),
+            unique_for=unique_for,
             priority=priority,
             time_limit=time_limit,
             type=type,
@@ -167,6 +173,7 @@ class DelayProducer(_Closable):
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
         job_id: str | None = None,
+        unique_for: float | timedelta | None = None,
         priority: int | None = None,
         time_limit: float | None = None,
         type: str | None = None,
@@ -176,27 +183,6 @@ class DelayProducer(_Closable):
     @abstractmethod
     def revoke(self, job_id: str) -> bool:
         """Cancel a job that has not run yet; True only if it existed and was removed."""
-
-
-def refuse_options(broker: str, *, job_id: str | None = None, priority: int | None = None) -> None:
-    """NotSupported when a push asks for what ``broker`` cannot do (a caller-chosen id, a
-    priority): silently ignoring either would break the caller's assumption."""
-    if job_id is not None:
-        raise NotSupported(f"the {broker} broker cannot enqueue with a caller-chosen job_id")
-    if priority is not None:
-        raise NotSupported(f"the {broker} broker has no priorities")
-
-
-def check_max_delay(due: float, max_delay: float | None, what: str) -> float:
-    """``due`` unchanged, or ValueError when it lies more than ``max_delay`` seconds ahead."""
-    if max_delay is not None:
-        ahead = due - time.time()
-        if ahead > max_delay:
-            raise ValueError(
-                f"{what}: due time {ahead:.0f}s ahead is beyond the {max_delay:.0f}s "
-                "this broker can hold"
-            )
-    return due
 
 
 @dataclass(slots=True)

@@ -35,10 +35,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import ClassVar
 
-from brokerq.broker import DelayProducer, refuse_options
+from brokerq.broker import DelayProducer
 from brokerq.broker import Producer as PushProducer
+from brokerq.enqueue import refuse_options
 from brokerq.errors import BrokerError, ConnectionFailed, DeliveryError, MessageTooLarge
 from brokerq.headers import with_options
 from brokerq.middleware import MiddlewareChain
@@ -128,12 +130,13 @@ class Producer(DelayProducer, PushProducer):
         headers: Mapping[str, str] | None = None,
         *,
         job_id: str | None = None,
+        unique_for: float | timedelta | None = None,
         priority: int | None = None,
         time_limit: float | None = None,
         type: str | None = None,
     ) -> None:
         """An immediate job (no ``not_before``). Use ``delay(value, 0)`` for its id."""
-        self._job(value, None, key, headers, job_id, priority, None, time_limit, type)
+        self._job(value, None, key, headers, job_id, unique_for, priority, None, time_limit, type)
 
     def schedule(
         self,
@@ -143,6 +146,7 @@ class Producer(DelayProducer, PushProducer):
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
         job_id: str | None = None,
+        unique_for: float | timedelta | None = None,
         priority: int | None = None,
         time_limit: float | None = None,
         type: str | None = None,
@@ -153,7 +157,9 @@ class Producer(DelayProducer, PushProducer):
         ``ttr``: beanstalkd time-to-run in seconds (default the config's; the consumer
         touches the job while it runs, so this only bounds how fast a dead consumer's
         reservation comes back)."""
-        return self._job(value, due, key, headers, job_id, priority, ttr, time_limit, type)
+        return self._job(
+            value, due, key, headers, job_id, unique_for, priority, ttr, time_limit, type
+        )
 
     def _job(
         self,
@@ -162,12 +168,13 @@ class Producer(DelayProducer, PushProducer):
         key: bytes | str | None,
         headers: Mapping[str, str] | None,
         job_id: str | None,
+        unique_for: float | timedelta | None,
         priority: int | None,
         ttr: float | None,
         time_limit: float | None,
         type: str | None,
     ) -> str:
-        refuse_options("beanstalk", job_id=job_id)
+        refuse_options("beanstalk", job_id=job_id, unique_for=unique_for)
         pri = self.priority if priority is None else priority
         run = self.ttr if ttr is None else max(1, math.ceil(ttr))
         check_put(pri, 0, run)

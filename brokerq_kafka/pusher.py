@@ -21,12 +21,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Producer as _KafkaProducer
 
-from brokerq.broker import Producer, refuse_options
+from brokerq.broker import Producer
+from brokerq.enqueue import refuse_options
 from brokerq.errors import ConfigError, DeliveryError, MessageTooLarge
 from brokerq.headers import with_options
 from brokerq.message import Message
@@ -158,6 +160,7 @@ class Pusher(Producer):
         headers: Mapping[str, str] | None = None,
         *,
         job_id: str | None = None,
+        unique_for: float | timedelta | None = None,
         priority: int | None = None,
         time_limit: float | None = None,
         type: str | None = None,
@@ -167,8 +170,14 @@ class Pusher(Producer):
         Kafka has no priorities (order is per partition) and cannot refuse a duplicate id:
         ``priority`` and ``job_id`` raise NotSupported.
         """
-        if job_id is not None or priority is not None or time_limit is not None or type is not None:
-            refuse_options("kafka", job_id=job_id, priority=priority)
+        if (
+            job_id is not None
+            or unique_for is not None
+            or priority is not None
+            or time_limit is not None
+            or type is not None
+        ):
+            refuse_options("kafka", job_id=job_id, unique_for=unique_for, priority=priority)
             headers = with_options(headers, time_limit=time_limit, type=type)
         if self._hooks:
             headers = self._chain.before_push(self.topic, headers)

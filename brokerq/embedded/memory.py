@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from brokerq.broker import (
@@ -223,11 +224,12 @@ class MemoryProducer(Producer):
         headers: Mapping[str, str] | None = None,
         *,
         job_id: str | None = None,
+        unique_for: float | timedelta | None = None,
         priority: int | None = None,
         time_limit: float | None = None,
         type: str | None = None,
     ) -> None:
-        refuse_options(self._broker.name, job_id=job_id)
+        refuse_options(self._broker.name, job_id=job_id, unique_for=unique_for)
         headers = with_options(headers, time_limit=time_limit, type=type)
         self._broker.middleware.push(
             self._broker.queue,
@@ -270,11 +272,12 @@ class MemoryDelayProducer(DelayProducer):
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
         job_id: str | None = None,
+        unique_for: float | timedelta | None = None,
         priority: int | None = None,
         time_limit: float | None = None,
         type: str | None = None,
     ) -> str:
-        refuse_options(self._broker.name, job_id=job_id)
+        refuse_options(self._broker.name, job_id=job_id, unique_for=unique_for)
         prio = check_priority(priority, self._broker.config.priority)
         headers = with_options(headers, time_limit=time_limit, type=type)
 

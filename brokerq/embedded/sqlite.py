@@ -32,6 +32,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from brokerq.broker import (
@@ -263,11 +264,12 @@ class SqliteProducer(_Writer, Producer):
         headers: Mapping[str, str] | None = None,
         *,
         job_id: str | None = None,
+        unique_for: float | timedelta | None = None,
         priority: int | None = None,
         time_limit: float | None = None,
         type: str | None = None,
     ) -> None:
-        refuse_options(self._broker.name, job_id=job_id)
+        refuse_options(self._broker.name, job_id=job_id, unique_for=unique_for)
         prio = check_priority(priority, self._broker.config.priority)
         headers = with_options(headers, time_limit=time_limit, type=type)
         queue = self._broker.queue
@@ -305,11 +307,12 @@ class SqliteDelayProducer(_Writer, DelayProducer):
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
         job_id: str | None = None,
+        unique_for: float | timedelta | None = None,
         priority: int | None = None,
         time_limit: float | None = None,
         type: str | None = None,
     ) -> str:
-        refuse_options(self._broker.name, job_id=job_id)
+        refuse_options(self._broker.name, job_id=job_id, unique_for=unique_for)
         prio = check_priority(priority, self._broker.config.priority)
         headers = with_options(headers, time_limit=time_limit, type=type)
         queue = self._broker.queue

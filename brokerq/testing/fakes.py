@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from brokerq.broker import DelayProducer, Producer
 from brokerq.errors import DeliveryError, DuplicateJob
@@ -82,6 +83,7 @@ class RecordingProducer(_Recorder, Producer):
         headers: Mapping[str, str] | None = None,
         *,
         job_id: str | None = None,
+        unique_for: float | timedelta | None = None,
         priority: int | None = None,
         time_limit: float | None = None,
         type: str | None = None,
@@ -100,6 +102,7 @@ class RecordingDelayProducer(_Recorder, DelayProducer):
         key: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
         job_id: str | None = None,
+        unique_for: float | timedelta | None = None,
         priority: int | None = None,
         time_limit: float | None = None,
         type: str | None = None,
