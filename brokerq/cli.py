@@ -220,7 +220,7 @@ def run(config: str, log_level: str | None, processes: int | None, no_schedules:
         )
         # `brokerq web` lists live workers from the heartbeat (brokerq.heartbeat)
         with (
-            cli_schedule.beside(cfg, broker, enabled=not no_schedules),
+            cli_schedule.beside(cfg, broker, not no_schedules, exporter.on_fire),
             beat,
             serving(exporter, worker),
         ):

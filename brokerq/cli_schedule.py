@@ -26,6 +26,7 @@ from brokerq.broker import Broker
 from brokerq.errors import ConfigError
 from brokerq.schedule import Schedule, Scheduler, fire_time_text
 from brokerq.schedule.provider import has_schedules, scheduler_for
+from brokerq.schedule.scheduler import FireHook
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +38,14 @@ config_arg: Decorator = click.argument("config", type=click.Path(dir_okay=False)
 
 
 @contextmanager
-def beside(cfg: config_mod.WorkerConfig, broker: Broker, enabled: bool) -> Iterator[None]:
-    """Run the config's schedules in a thread for the ``with`` body (``brokerq run``).
+def beside(
+    cfg: config_mod.WorkerConfig,
+    broker: Broker,
+    enabled: bool,
+    on_fire: FireHook | None = None,
+) -> Iterator[None]:
+    """Run the config's schedules in a thread for the ``with`` body (``brokerq run``);
+    ``on_fire`` hears of every tick (the metrics exporter's scheduler metrics).
 
     Checks first that the broker can run schedules (NotSupported) and that the provider
     answers (ConfigError / ValueError), so a bad setup fails before the worker starts.
@@ -46,7 +53,7 @@ def beside(cfg: config_mod.WorkerConfig, broker: Broker, enabled: bool) -> Itera
     if not enabled or not has_schedules(cfg):
         yield
         return
-    scheduler = scheduler_for(cfg, broker)
+    scheduler = scheduler_for(cfg, broker, on_fire)
     names = [s.name for s in scheduler.schedules]
     scheduler.open()
     thread = threading.Thread(target=_run_logged, args=(scheduler,), name="brokerq-scheduler")

@@ -5,19 +5,22 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import BaseModel
 
-from brokerq.broker import Broker, Capabilities, DeadLetter, WorkerInfo
-from brokerq.errors import ConfigError, ConnectionFailed
+from brokerq.broker import Broker, Capabilities, DeadLetter, JobInfo, WorkerInfo
+from brokerq.errors import ConfigError, ConnectionFailed, NotSupported
+from brokerq.listing import check_listing
 from brokerq.tls import handshake_error
 from brokerq_kafka import _wire
 from brokerq_kafka._dlqadmin import DeadLetterAdmin, make_ref
 from brokerq_kafka._errors import translate
 from brokerq_kafka.config import KqConf
+from brokerq_kafka.lag import LagProbe
 from brokerq_kafka.pusher import Pusher
 from brokerq_kafka.source import KafkaSource
 from brokerq_kafka.workers import members
@@ -176,18 +179,35 @@ class KafkaBroker(Broker):
             return None
 
     def stats(self) -> dict[str, int]:
-        """pending: messages not yet committed by the group; retrying: records in the retry
-        topics not yet committed; dead: dead letters still listed."""
+        """pending: messages not yet committed by the group (sum of ``lag:<partition>``,
+        commit markers of transactions excluded: brokerq_kafka.lag); oldest_age_seconds:
+        age of the oldest first-unconsumed record (when the probe read it in time); retrying:
+        records in the retry topics not yet committed; dead: dead letters still listed."""
         from brokerq_kafka.retrytopics import retry_topics
 
         try:
             with self._lock:
-                pending = self._pending(self.conf.topic)
+                lags = self._lag().measure(
+                    self._client(), self.conf.topic, self._partitions(self.conf.topic)
+                )
                 retrying = sum(self._pending(t) for t in retry_topics(self.conf))
                 dead = self._dlq().open_count()
         except KafkaException as e:
             raise translate(e, f"kafka stats for {self.conf.topic!r}") from e
-        return {"pending": pending, "retrying": retrying, "dead": dead}
+        out = {"pending": sum(p.lag for p in lags), "retrying": retrying, "dead": dead}
+        out.update({f"lag:{p.partition}": p.lag for p in lags})
+        oldest = [p.oldest for p in lags if p.oldest is not None]
+        if oldest:
+            out["oldest_age_seconds"] = int(max(0.0, time.time() - min(oldest)))
+        elif not out["pending"]:
+            out["oldest_age_seconds"] = 0
+        return out
+
+    def _lag(self) -> LagProbe:
+        probe: LagProbe | None = self.__dict__.get("_lag_probe")
+        if probe is None:
+            probe = self.__dict__["_lag_probe"] = LagProbe(self.conf, self.conf.group)
+        return probe
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
         """The DLQ records after the ``<group>.dlq-admin`` group's commits (ref
@@ -200,6 +220,31 @@ class KafkaBroker(Broker):
         if refs is not None:
             letters = [d for d in letters if d.ref in refs or d.message.id in refs]
         return letters[:limit]
+
+    def jobs(self, state: str, limit: int = 50, offset: int = 0) -> list[JobInfo]:
+        """Dead letters only (``dead``, from ``dead_letters``); other states raise
+        NotSupported: a topic is a log the group reads in order, its pending records are
+        counted (``stats``: lag per partition), not listable one by one."""
+        limit, offset = check_listing(state, limit, offset)
+        if state != "dead":
+            raise NotSupported(
+                f"{state} records are not listable on Kafka: a topic is a log the group reads "
+                "in order (see the lag per partition); dead letters are listed below"
+            )
+        letters = self.dead_letters(offset + limit)[offset:]
+        return [
+            JobInfo(
+                id=d.message.id,
+                state="dead",
+                attempt=d.message.attempt,
+                last_error=d.error,
+                created_at=d.message.created_at,
+                finished_at=d.failed_at,
+                message=d.message,
+                details={"ref": d.ref},
+            )
+            for d in letters
+        ]
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
         """Republish dead letters (all, or those refs / message ids) to the topic at attempt
@@ -230,6 +275,9 @@ class KafkaBroker(Broker):
             if self._admin is not None:
                 self._admin.close()
                 self._admin = None
+            probe = self.__dict__.pop("_lag_probe", None)
+            if probe is not None:
+                probe.close()
 
     # -- internals ---------------------------------------------------------------------------
     def _resolve(self, refs: list[str] | None) -> list[str] | None:

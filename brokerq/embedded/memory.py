@@ -30,12 +30,14 @@ from brokerq.broker import (
     DeadLetter,
     DelayProducer,
     Delivery,
+    JobInfo,
     Producer,
     Source,
     WorkerInfo,
     refuse_options,
 )
 from brokerq.dispatch import Dispatcher
+from brokerq.embedded import _listing
 from brokerq.embedded._workers import LiveWorkers
 from brokerq.embedded.config import EmbeddedConf, check_priority
 from brokerq.errors import BrokerError
@@ -138,7 +140,12 @@ class MemoryBroker(Broker):
                 "delayed": delayed,
                 "in_flight": len(self._in_flight),
                 "dead": len(self._dead),
+                "oldest_age_seconds": _listing.memory_oldest_age(self),
             }
+
+    def jobs(self, state: str, limit: int = 50, offset: int = 0) -> list[JobInfo]:
+        """Jobs by state, in hand-out order (brokerq.listing; brokerq.embedded._listing)."""
+        return _listing.memory_jobs(self, state, limit, offset)
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
         """Dead letters, oldest first; ``refs`` are message ids (the ``ref`` shown)."""

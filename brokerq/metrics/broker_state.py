@@ -10,6 +10,8 @@ How ``stats()`` keys map to metrics (labels ``worker``, ``queue`` on all):
     pending, delayed, in_flight, dead (any plain key)  brokerq_queue_messages{state}
         deduplicated: each job counted once, whatever the number of replicas
     oldest_age_seconds                                 brokerq_queue_oldest_age_seconds
+        seconds the oldest job that may run now has waited since it became runnable
+    paused (1 or 0, where the backend can pause)       brokerq_queue_paused
     lag:<partition>                                    brokerq_kafka_lag{partition}
     node:<endpoint>:<state>                            brokerq_queue_node_messages{node, state}
         one replica's copies (dq: per beanstalkd node)
@@ -32,6 +34,7 @@ from brokerq.metrics.redact import redact
 logger = logging.getLogger(__name__)
 
 OLDEST_AGE = "oldest_age_seconds"
+PAUSED = "paused"
 LAG_PREFIX = "lag:"
 NODE_PREFIX = "node:"
 
@@ -88,6 +91,11 @@ class BrokerState:
             "Messages after the consumer group's committed offset, per partition.",
             labels=[*names, "partition"],
         )
+        paused = GaugeMetricFamily(
+            "brokerq_queue_paused",
+            "1 while the queue is paused (workers take no new jobs), else 0.",
+            labels=names,
+        )
         node = GaugeMetricFamily(
             "brokerq_queue_node_messages",
             "Copies held by one replica (dq: one beanstalkd node), by state.",
@@ -96,6 +104,8 @@ class BrokerState:
         for key, value in (stats or {}).items():
             if key == OLDEST_AGE:
                 oldest.add_metric(labels, float(value))
+            elif key == PAUSED:
+                paused.add_metric(labels, 1.0 if value else 0.0)
             elif key.startswith(LAG_PREFIX):
                 lag.add_metric([*labels, redact(key[len(LAG_PREFIX) :])], float(value))
             elif key.startswith(NODE_PREFIX):
@@ -106,6 +116,7 @@ class BrokerState:
         yield queue
         yield oldest
         yield lag
+        yield paused
         yield node
         up_family = GaugeMetricFamily(
             "brokerq_broker_up",
