@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from brokerq.broker import Broker, Capabilities, DeadLetter, WorkerInfo
+from brokerq.broker import Broker, Capabilities, DeadLetter, JobInfo, WorkerInfo
 from brokerq.errors import ConnectionFailed
 from brokerq_beanstalk import workers
 from brokerq_beanstalk.admin import node_states, tube_stats
@@ -162,6 +162,13 @@ class BeanstalkBroker(Broker):
         """Up to ``limit`` dead letters (``ref`` = ``endpoint/job id``); only those whose ref
         or job id is in ``refs`` when given."""
         return self._dead.letters(limit, refs)
+
+    def jobs(self, state: str, limit: int = 50, offset: int = 0) -> list[JobInfo]:
+        """pending / delayed: the next job of each node (beanstalkd's peek shows no more),
+        each job once; dead: the dead letters; running: NotSupported (brokerq_beanstalk.listing)."""
+        from brokerq_beanstalk.listing import jobs
+
+        return jobs(self.conf, self._dead, state, limit, offset)
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
         """Kick buried jobs (all, or ``refs``: refs or job ids) back at attempt 1."""
