@@ -298,6 +298,8 @@ class Producer(DelayProducer, PushProducer):
             raise err from cause
         if failed:
             logger.warning("job %s: copies failed on %s", bq_id, ", ".join(failed))
+        for endpoint, error in failed.items():  # metrics: replica writes failed per node
+            self.middleware.replica_failed(self.queue, endpoint, error)
         copies = [(n.endpoint, jid) for n, jid in written]
         with self._lock:
             self._copies[bq_id] = copies

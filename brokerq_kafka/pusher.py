@@ -16,6 +16,7 @@ otherwise push takes its measured fast path.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import threading
 import time
@@ -118,6 +119,9 @@ class Pusher(Producer):
             # Successes need no Python work unless a hook wants them.
             "delivery.report.only.error": not (sync or self._hooks),
         }
+        if self._chain.stats_interval is not None:  # a metrics middleware wants queue depth
+            internal["statistics.interval.ms"] = max(10, int(self._chain.stats_interval * 1000))
+            internal["stats_cb"] = self._on_stats
         if sync:
             # librdkafka must give up (and report) within push_timeout.
             internal["message.timeout.ms"] = max(1, int(self.push_timeout * 1000) - 200)
@@ -352,6 +356,14 @@ class Pusher(Producer):
             self._failed += 1
             self._last_error = str(failure)
         logger.error("kafka delivery failed: %s", failure)
+
+    def _on_stats(self, text: str) -> None:
+        """librdkafka's statistics (JSON) to the middleware (queue depth for metrics)."""
+        try:
+            stats = json.loads(text)
+        except ValueError:
+            return
+        self._chain.client_stats(self.topic, stats)
 
     def _on_client_error(self, err: KafkaError) -> None:
         if err.fatal():
