@@ -157,22 +157,25 @@ def test_brokerq_job_reports_each_state_across_a_worker_restart(
 ) -> None:
     lab = make_lab(
         "handler: tests.brokerq.cli_handlers:gated\n"
-        "retry: {max_attempts: 2, backoff: 3s, jitter: false}\n"
+        "retry: {max_attempts: 2, backoff: 10s, jitter: false}\n"
     )
-    assert "exit 6" in lab.bq("job", "--help").stdout.replace("\n", " ")
+    assert "Exit 6 when" in lab.bq("job", "--help").stdout
     lab.bq("job", "nobody", code=6)
+    assert lab.bq("delay", "wait", "--in", "1h", "--id", "W").stdout.strip() == "W"
+    dup = lab.bq("delay", "again", "--in", "1h", "--id", "W", code=7)
+    assert "'W'" in dup.stderr and "(delayed)" in dup.stderr, dup.stderr
+    assert lab.job("W")["state"] == "delayed"
+    lab.bq("revoke", "W")
+    assert lab.job("W")["state"] == "revoked"
     assert lab.bq("delay", "fail-me", "--in", "1s", "--id", "F").stdout.strip() == "F"
-    dup = lab.bq("delay", "again", "--in", "1s", "--id", "F", code=7)
-    assert "'F'" in dup.stderr and "delayed" in dup.stderr, dup.stderr
-    assert lab.job("F")["state"] == "delayed"
     worker = lab.worker()
     assert wait_for(lambda: "start fail-me 1" in lab.notes(), 60), lab.stderr()
     assert lab.job("F")["state"] == "running"
     Path(lab.env["BQ_GO"]).touch()
-    assert wait_for(lambda: lab.job("F")["state"] == "retrying", 10)
-    retrying = lab.job("F")
-    assert "boom 1" in str(retrying["last_error"]) and retrying["due"] is not None
-    lab.stop(worker)  # restart while the job waits for its retry
+    seen: list[dict[str, object]] = []
+    assert wait_for(lambda: seen.append(lab.job("F")) or seen[-1]["state"] == "retrying", 10)
+    assert "boom 1" in str(seen[-1]["last_error"]) and seen[-1]["due"] is not None, seen
+    lab.stop(worker)  # restart while the job waits for its retry (10 s)
     assert lab.job("F")["state"] == "retrying"
     worker = lab.worker()
     assert wait_for(lambda: lab.job("F")["state"] == "dead", 30), lab.stderr()
