@@ -239,8 +239,9 @@ class PauseWatch:
                     reader = _reader(self.conf)
                     reader.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
                 except (BrokerqError, KafkaException, ValueError, TypeError) as e:
-                    self._trouble(e)
-                    self._stop.wait(1.0)
+                    self._trouble(e)  # no ACL to create it, Kafka down: not paused until read
+                    self._ready.set()
+                    self._stop.wait(5.0)
             while reader is not None and not self._stop.is_set():
                 self._step(reader)
         finally:

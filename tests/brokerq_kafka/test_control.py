@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,19 +13,16 @@ import pytest
 from brokerq.errors import NotSupported
 from brokerq.message import Message
 from brokerq.retry import RetryPolicy
-from brokerq.testing.servers import delete_topics
 from brokerq.worker import Worker
 from brokerq_kafka import KafkaBroker
-from brokerq_kafka.control import control_topic
 from tests.contract import wait_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def kq(broker: KafkaBroker, kafka_bootstrap: str) -> Iterator[KafkaBroker]:
-    yield broker
-    delete_topics(kafka_bootstrap, [control_topic(broker.conf)])
+def kq(broker: KafkaBroker) -> KafkaBroker:
+    return broker  # tests.services.kafka_topic deletes the control topic too
 
 
 class Starts:
