@@ -172,8 +172,10 @@ class PauseWatch:
 
     ``paused()`` starts the thread on its first call and waits (up to 10 s) until the control
     topic was read to its end, so a worker started while its queue is paused knows it before
-    it takes a job; later calls only read memory. When Kafka cannot be read the last known
-    flag stays (a warning is logged once per outage).
+    it takes a job; later calls only read memory. The thread creates the topic when it is
+    missing, so the first ``pause`` reaches it like any other; when it cannot (no ACL, Kafka
+    down) the flag reads False, a warning is logged, and it tries again every 5 s. When Kafka
+    cannot be read later, the last known flag stays (a warning is logged once per outage).
     """
 
     def __init__(self, conf: KqConf) -> None:
