@@ -70,16 +70,16 @@ def test_push_with_job_id_says_why_kafka_cannot(kq: KafkaBroker) -> None:
 def test_pause_stops_three_busy_threads_survives_a_restart_and_resume_runs_all(
     kq: KafkaBroker, make_conf: Any
 ) -> None:
-    n = 3000
+    n = 10_000
     with kq.producer() as producer:
         for i in range(n):
             producer.push(str(i), key=str(i))
         producer.flush(30)
-    starts = Starts(sleep=0.002)
+    starts = Starts(sleep=0.001)
     first = KafkaBroker(make_conf())
     worker = Worker(first.source, concurrency=3, paused=first.is_paused)
     thread = run(worker, starts)
-    assert wait_for(lambda: starts.count() >= 300, 60), "the worker did not start"
+    assert wait_for(lambda: starts.count() >= 1000, 60), "the worker did not start"
 
     control = KafkaBroker(make_conf())  # another process's view (brokerq pause CONFIG)
     control.pause()
@@ -87,6 +87,8 @@ def test_pause_stops_three_busy_threads_survives_a_restart_and_resume_runs_all(
     assert wait_for(lambda: worker.paused, 5), "the worker did not see the pause"
     settled = starts.count()
     assert stays(lambda: starts.count() == settled, 2.0), "a job started while paused"
+    last = max(t for t, _ in starts.started)
+    print(f"kq pause: last start {last - paused_at:+.3f}s after pause() returned")
     late = [t for t, _ in starts.started if t > paused_at + 1.0]
     assert not late, f"{len(late)} job(s) started more than 1 s after the pause"
     assert settled < n
