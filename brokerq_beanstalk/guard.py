@@ -39,7 +39,7 @@ from redis.cluster import RedisCluster
 
 from brokerq.errors import ConnectionFailed
 from brokerq_beanstalk.config import RedisConf
-from brokerq_beanstalk.lua import _ACQUIRE, _DONE, _END, _GIVE_BACK, _RELEASE, _RENEW, _REVOKE
+from brokerq_beanstalk.lua import _ACQUIRE, _DONE, _END, _GIVE_BACK, _RELEASE, _RENEW
 from brokerq_beanstalk.redisconn import connect, describe
 
 __all__ = ["Claimed", "Guard", "connect", "describe"]
@@ -163,7 +163,11 @@ class Guard:
     # -- single operations ------------------------------------------------------------------
     def eval(self, what: str, script: str, keys: list[str], args: list[Any]) -> Any:
         """Run one Lua ``script`` on ``keys`` (one hash tag); ConnectionFailed naming ``what``."""
-        return self._batch(what, [("EVAL", script, len(keys), *keys, *args)])[0]
+        return self.eval_command(what, ("EVAL", script, len(keys), *keys, *args))
+
+    def eval_command(self, what: str, command: tuple[Any, ...]) -> Any:
+        """Run one command and return its answer; ConnectionFailed naming ``what``."""
+        return self._batch(what, [command])[0]
 
     def claim(self, job_id: str, token: str, ttl: float | None = None) -> bool:
         """SET claim NX PX: True when this token now owns the job."""
@@ -313,41 +317,6 @@ class Guard:
     def pool(self) -> Any:
         """The connection pool of a plain or Sentinel client (None for Cluster)."""
         return self._pool
-
-    def copies_command(self, job_id: str, due: float, copies: list[str]) -> tuple[Any, ...]:
-        """The SET that remembers where a job was written (``endpoint/job id``) until its due
-        time has passed by ``done_ttl``, so that any process can revoke it."""
-        ms = self.done_ms + max(0, int((due - time.time()) * 1000))
-        return ("SET", self.key(job_id, "copies"), f"{due!r} {','.join(copies)}", "PX", ms)
-
-    def record_copies(self, job_id: str, due: float, copies: list[str]) -> None:
-        """Run ``copies_command`` and wait for it."""
-        self._batch("copies", [self.copies_command(job_id, due, copies)])
-
-    def revoke(self, job_id: str, known: bool = False) -> tuple[bool, list[str]]:
-        """Mark a job revoked unless it already ran, was dead-lettered or revoked.
-
-        ``known``: the caller knows the job exists (it holds its copies); otherwise only a
-        job whose copies are recorded here is marked. Returns (marked now, the recorded
-        copies). The mark lives ``done_ttl`` beyond the job's due time.
-        """
-        pipe = self.client.pipeline(transaction=False)
-        pipe.execute_command(
-            "EVAL",
-            _REVOKE,
-            3,
-            self.key(job_id, "copies"),
-            self.key(job_id, "done"),
-            self.key(job_id, "unique"),
-            self.done_ms,
-            "1" if known else "0",
-        )
-        marked, record = self.run("revoke", pipe)[0]
-        copies: list[str] = []
-        if record:
-            _, _, listed = record.decode().partition(" ")
-            copies = [c for c in listed.split(",") if c]
-        return bool(marked), copies
 
     def schedule_retry(
         self, job_id: str, token: str, attempt: int, due: float, error: str = ""

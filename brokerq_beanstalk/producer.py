@@ -58,7 +58,7 @@ from brokerq.middleware import MiddlewareChain
 from brokerq_beanstalk import codec
 from brokerq_beanstalk._wire import NodeConn
 from brokerq_beanstalk.config import Beanstalk, DqConf
-from brokerq_beanstalk.copies import CopiesLog
+from brokerq_beanstalk.copies import CopiesLog, revoke
 from brokerq_beanstalk.guard import Guard
 from brokerq_beanstalk.protocol import check_put
 from brokerq_beanstalk.unique import GEN, new_generation, reserve, unreserve
@@ -227,7 +227,7 @@ class Producer(DelayProducer, PushProducer):
         known = copies or mine
         marked = False
         if self._guard is not None and bq_id:
-            marked, recorded = self._guard.revoke(bq_id, known=bool(known))
+            marked, recorded = revoke(self._guard, bq_id, known=bool(known))
             known = list(dict.fromkeys([*known, *parse_copies(recorded, job_id)]))
         deleted = False
         with self._lock:
