@@ -123,6 +123,22 @@ def test_unique_for_keeps_the_id_then_frees_it(broker: BeanstalkBroker) -> None:
     producer.close()
 
 
+def test_copies_of_an_earlier_job_with_a_reused_id_never_run(broker: BeanstalkBroker) -> None:
+    producer = broker.producer()
+    runs: list[bytes] = []
+    producer.delay(b"first", 0, job_id="gen-1")
+    with working(broker, lambda m: runs.append(m.value)):
+        wait_until(lambda: state(broker, "gen-1") == "done", 20, "the first job")
+        # its other two copies were released for claim_ttl; the id is free (no unique_for)
+        producer.delay(b"second", 60, job_id="gen-1")
+        # the old copies come back, are seen as an earlier generation and deleted unrun;
+        # what stays is the second job's three copies
+        wait_until(lambda: _copies_left(broker) == 3, 30, "the first job's copies to go")
+        assert state(broker, "gen-1") == "delayed"
+    assert runs == [b"first"]
+    producer.close()
+
+
 def _try_delay(producer: Any, value: bytes, job_id: str) -> bool:
     try:
         producer.delay(value, 0, job_id=job_id)
