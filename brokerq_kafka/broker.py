@@ -15,7 +15,8 @@ from brokerq.broker import Broker, Capabilities, DeadLetter, WorkerInfo
 from brokerq.errors import ConfigError, ConnectionFailed
 from brokerq.tls import handshake_error
 from brokerq_kafka import _wire
-from brokerq_kafka._dlqadmin import DeadLetterAdmin, make_ref
+from brokerq_kafka._dlqadmin import DeadLetterAdmin
+from brokerq_kafka._dlqrefs import make_ref
 from brokerq_kafka._errors import translate
 from brokerq_kafka.config import KqConf
 from brokerq_kafka.pusher import Pusher
