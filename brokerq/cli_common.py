@@ -87,5 +87,10 @@ def opened(path: str) -> Iterator[tuple[config_mod.WorkerConfig, Broker]]:
         yield cfg, broker
 
 
-# A plain string: config.load reports a missing file or a directory as one line (exit 3).
+# A plain string: config.load reports a missing file or a directory as one line (exit 3);
+# every command taking a CONFIG uses this one (click.Path would make a directory exit 2).
 config_arg = click.argument("config")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# --log-level of every command: one of LOG_LEVELS, any case (anything else exits 2, one line)
+log_level_choice = click.Choice(LOG_LEVELS, case_sensitive=False)
