@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -87,7 +88,7 @@ def test_every_numeric_option_has_a_range() -> None:
     assert not unbounded, f"numeric options without a range: {unbounded}"
 
 
-def out_of_range(rng: click.types._NumberRangeBase) -> list[str]:
+def out_of_range(rng: click.types._NumberRangeBase[Any, Any]) -> list[str]:
     """Values just outside the range (and -1 when the range starts at or above 0)."""
     bad = []
     if rng.min is not None:

@@ -39,7 +39,7 @@ def sink(caplog: pytest.LogCaptureFixture) -> tuple[LibrdkafkaLog, Clock]:
 
 def test_every_client_logs_through_the_shared_sink() -> None:
     for role in ("durable", "producer", "consumer", "reader"):
-        assert build(role, bootstrap="h:1")["logger"] is LIBRDKAFKA_LOG  # type: ignore[arg-type]
+        assert build(role, bootstrap="h:1")["logger"] is LIBRDKAFKA_LOG
 
 
 def test_transport_lines_go_to_debug(
