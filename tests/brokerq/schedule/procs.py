@@ -125,12 +125,6 @@ class Lab:
             time.sleep(0.1)
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
 def three_schedulers_twenty_seconds(lab: Lab, kill: bool) -> None:
     """One worker, three scheduler processes of an every-second schedule for 20 s (with
     ``kill``: the first SIGKILLed after 10 s): every tick ran once, none early, >= 19 ticks."""
