@@ -42,11 +42,13 @@ from brokerq.cli_common import (
     EXIT_OK,
     EXIT_UNSUPPORTED,
     EXIT_USAGE,
+    LOG_LEVELS,
     NotFound,
     OneLineErrors,
     config_arg,
     errors_to_exit,
     load_config,
+    log_level_choice,
     opened,
 )
 from brokerq.cli_dead import dead as dead_command
@@ -73,6 +75,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_UNSUPPORTED",
     "EXIT_USAGE",
+    "LOG_LEVELS",
     "NotFound",
     "config_arg",
     "errors_to_exit",
@@ -82,8 +85,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _setup_logging(level: str) -> None:
@@ -148,7 +149,7 @@ def main() -> None:
 @click.option(
     "--log-level",
     default=None,
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    type=log_level_choice,
     help="Override the config's log_level.",
 )
 @click.option(

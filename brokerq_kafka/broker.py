@@ -19,7 +19,8 @@ from brokerq.enqueue import check_job_id
 from brokerq.errors import ConfigError, ConnectionFailed
 from brokerq.tls import handshake_error
 from brokerq_kafka import _wire
-from brokerq_kafka._dlqadmin import DeadLetterAdmin, make_ref
+from brokerq_kafka._dlqadmin import DeadLetterAdmin
+from brokerq_kafka._dlqrefs import make_ref
 from brokerq_kafka._errors import translate
 from brokerq_kafka.config import KqConf
 from brokerq_kafka.control import PauseWatch, read_flag, write_flag
