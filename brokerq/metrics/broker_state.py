@@ -11,7 +11,7 @@ How ``stats()`` keys map to metrics (labels ``worker``, ``queue`` on all):
         deduplicated: each job counted once, whatever the number of replicas
     oldest_age_seconds                                 brokerq_queue_oldest_age_seconds
         seconds the oldest job that may run now has waited since it became runnable
-    paused (1 or 0, where the backend can pause)       brokerq_queue_paused
+    paused (1 or 0)                                    brokerq_queue_paused
     lag:<partition>                                    brokerq_kafka_lag{partition}
     node:<endpoint>:<state>                            brokerq_queue_node_messages{node, state}
         one replica's copies (dq: per beanstalkd node)
@@ -86,15 +86,15 @@ class BrokerState:
             "Age of the oldest message waiting to be handled, seconds.",
             labels=names,
         )
+        paused = GaugeMetricFamily(
+            "brokerq_queue_paused",
+            "1 while the queue is paused (brokerq pause), 0 otherwise.",
+            labels=names,
+        )
         lag = GaugeMetricFamily(
             "brokerq_kafka_lag",
             "Messages after the consumer group's committed offset, per partition.",
             labels=[*names, "partition"],
-        )
-        paused = GaugeMetricFamily(
-            "brokerq_queue_paused",
-            "1 while the queue is paused (workers take no new jobs), else 0.",
-            labels=names,
         )
         node = GaugeMetricFamily(
             "brokerq_queue_node_messages",
@@ -105,7 +105,7 @@ class BrokerState:
             if key == OLDEST_AGE:
                 oldest.add_metric(labels, float(value))
             elif key == PAUSED:
-                paused.add_metric(labels, 1.0 if value else 0.0)
+                paused.add_metric(labels, float(value))
             elif key.startswith(LAG_PREFIX):
                 lag.add_metric([*labels, redact(key[len(LAG_PREFIX) :])], float(value))
             elif key.startswith(NODE_PREFIX):
@@ -115,8 +115,8 @@ class BrokerState:
                 queue.add_metric([*labels, redact(key)], float(value))
         yield queue
         yield oldest
-        yield lag
         yield paused
+        yield lag
         yield node
         up_family = GaugeMetricFamily(
             "brokerq_broker_up",

@@ -60,8 +60,8 @@ def test_a_hanging_broker_is_unreachable_and_costs_one_timeout(
         raise AssertionError("asked again after stats did not answer")
 
     slow.broker.stats = hang  # type: ignore[method-assign]
-    slow.broker.workers = never  # type: ignore[method-assign]
-    slow.broker.is_paused = never  # type: ignore[method-assign]
+    slow.broker.workers = never  # type: ignore[method-assign,assignment]
+    slow.broker.is_paused = never  # type: ignore[method-assign,assignment]
     with fine.broker.producer() as p:
         p.push(b"x")
     client = client_for([slow, fine], call_timeout=0.5)

@@ -11,7 +11,7 @@ from typing import ClassVar
 import pytest
 
 from brokerq.broker import Capabilities
-from brokerq.embedded import MemoryBroker
+from brokerq.embedded import EmbeddedConf, MemoryBroker
 from brokerq.web.queues import Queue
 from tests.brokerq.web.conftest import client_for
 
@@ -92,7 +92,9 @@ def test_pause_and_resume_from_the_overview(
     make_config: Callable[..., Path], queues_for: Callable[..., list[Queue]]
 ) -> None:
     (q,) = queues_for(make_config("memory"))
-    q.broker = PausableMemory(q.config.broker_config)
+    conf = q.config.broker_config
+    assert isinstance(conf, EmbeddedConf)
+    q.broker = PausableMemory(conf)
     read_only = client_for([q]).get("/").text
     assert 'data-action="pause"' not in read_only and ">active<" in read_only
     client = client_for([q], allow_actions=True)
