@@ -16,8 +16,7 @@ from pydantic import BaseModel
 
 from brokerq.broker import Broker, Capabilities, DeadLetter, JobInfo, WorkerInfo
 from brokerq.enqueue import check_job_id
-from brokerq.errors import ConfigError, ConnectionFailed, NotSupported
-from brokerq.listing import check_listing
+from brokerq.errors import ConfigError, ConnectionFailed
 from brokerq.tls import handshake_error
 from brokerq_kafka import _wire
 from brokerq_kafka._dlqadmin import DeadLetterAdmin
@@ -26,7 +25,7 @@ from brokerq_kafka._errors import translate
 from brokerq_kafka.config import KqConf
 from brokerq_kafka.control import PauseWatch, read_flag, write_flag
 from brokerq_kafka.deadjobs import dead_job
-from brokerq_kafka.lag import LagProbe
+from brokerq_kafka.lag import LagProbe, dead_listing, lag_stats
 from brokerq_kafka.pusher import Pusher
 from brokerq_kafka.sharelimit import PartitionShareLimiter
 from brokerq_kafka.source import KafkaSource
@@ -217,19 +216,7 @@ class KafkaBroker(Broker):
             raise translate(e, f"kafka stats for {self.conf.topic!r}") from e
         watch = self._watch
         paused = watch.current if watch is not None else read_flag(self.conf)
-        out = {
-            "pending": sum(p.lag for p in lags),
-            "retrying": retrying,
-            "dead": dead,
-            "paused": int(paused),
-        }
-        out.update({f"lag:{p.partition}": p.lag for p in lags})
-        oldest = [p.oldest for p in lags if p.oldest is not None]
-        if oldest:
-            out["oldest_age_seconds"] = int(max(0.0, time.time() - min(oldest)))
-        elif not out["pending"]:
-            out["oldest_age_seconds"] = 0
-        return out
+        return {"retrying": retrying, "dead": dead, "paused": int(paused), **lag_stats(lags)}
 
     def _lag(self) -> LagProbe:
         probe: LagProbe | None = self.__dict__.get("_lag_probe")
@@ -250,29 +237,8 @@ class KafkaBroker(Broker):
         return letters[:limit]
 
     def jobs(self, state: str, limit: int = 50, offset: int = 0) -> list[JobInfo]:
-        """Dead letters only (``dead``, from ``dead_letters``); other states raise
-        NotSupported: a topic is a log the group reads in order, its pending records are
-        counted (``stats``: lag per partition), not listable one by one."""
-        limit, offset = check_listing(state, limit, offset)
-        if state != "dead":
-            raise NotSupported(
-                f"{state} records are not listable on Kafka: a topic is a log the group reads "
-                "in order (see the lag per partition); dead letters are listed below"
-            )
-        letters = self.dead_letters(offset + limit)[offset:]
-        return [
-            JobInfo(
-                id=d.message.id,
-                state="dead",
-                attempt=d.message.attempt,
-                last_error=d.error,
-                created_at=d.message.created_at,
-                finished_at=d.failed_at,
-                message=d.message,
-                details={"ref": d.ref},
-            )
-            for d in letters
-        ]
+        """Dead letters only; other states raise NotSupported (brokerq_kafka.lag.listing)."""
+        return dead_listing(self, state, limit, offset)
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
         """Republish dead letters (all, or those refs / message ids) to the topic at attempt

@@ -13,6 +13,9 @@ offset with a read_committed consumer that reports partition EOF:
   age of the oldest waiting message;
 - EOF comes first: only control records (or aborted ones) remain; the lag is 0.
 
+``lag_stats`` turns the measure into ``stats()`` keys; ``dead_listing`` is kq's
+``Broker.jobs`` (dead letters only: pending records are counted, not listable).
+
 The probe is time-bounded (``budget`` seconds for all partitions together); a partition that
 has not answered by then keeps ``high - committed`` and no age. The probe never joins the
 group nor commits (manual assignment; brokerq_kafka.clientconf's reader guarantees).
@@ -24,10 +27,17 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, TopicPartition
 
+from brokerq.errors import NotSupported
+from brokerq.listing import check_listing
+from brokerq.records import JobInfo
 from brokerq_kafka.config import KqConf
+
+if TYPE_CHECKING:
+    from brokerq.broker import Broker
 
 logger = logging.getLogger(__name__)
 
@@ -136,3 +146,43 @@ class LagProbe:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             consumer.close()
+
+
+def lag_stats(lags: list[PartitionLag], now: float | None = None) -> dict[str, int]:
+    """``pending`` (the sum), ``lag:<partition>`` each, and ``oldest_age_seconds`` (whole
+    seconds since the oldest first-unconsumed record; 0 when nothing waits; absent when
+    records wait but none was read in time)."""
+    now = time.time() if now is None else now
+    out = {"pending": sum(p.lag for p in lags)}
+    out.update({f"lag:{p.partition}": p.lag for p in lags})
+    oldest = [p.oldest for p in lags if p.oldest is not None]
+    if oldest:
+        out["oldest_age_seconds"] = int(max(0.0, now - min(oldest)))
+    elif not out["pending"]:
+        out["oldest_age_seconds"] = 0
+    return out
+
+
+def dead_listing(broker: Broker, state: str, limit: int, offset: int) -> list[JobInfo]:
+    """kq ``Broker.jobs``: ``dead`` from ``dead_letters``; any other state NotSupported (a
+    topic is a log the group reads in order: its pending records are counted, per partition,
+    not listable one by one)."""
+    limit, offset = check_listing(state, limit, offset)
+    if state != "dead":
+        raise NotSupported(
+            f"{state} records are not listable on Kafka: a topic is a log the group reads "
+            "in order (see the lag per partition); dead letters are listed below"
+        )
+    return [
+        JobInfo(
+            id=d.message.id,
+            state="dead",
+            attempt=d.message.attempt,
+            last_error=d.error,
+            created_at=d.message.created_at,
+            finished_at=d.failed_at,
+            message=d.message,
+            details={"ref": d.ref},
+        )
+        for d in broker.dead_letters(offset + limit)[offset:]
+    ]

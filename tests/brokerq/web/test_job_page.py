@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from brokerq.broker import JobInfo
+from brokerq.broker import Broker, JobInfo
 from brokerq.config import loads
 from brokerq.embedded import MemoryBroker
 from brokerq.message import Message
@@ -57,10 +57,16 @@ def test_a_known_job_shows_its_state_details_and_escaped_payload() -> None:
     assert " UTC" in html  # due and created times
 
 
+class NoLookups(MemoryBroker):
+    """A backend without ``job`` (the contract's default: NotSupported)."""
+
+    job = Broker.job
+
+
 def test_an_unknown_job_and_a_backend_without_lookups() -> None:
     q = queue()
     cfg = loads("name: plain\nhandler: a:b\nembedded: {backend: memory}\n")
-    plain = Queue("plain", "<test>", cfg, MemoryBroker())
+    plain = Queue("plain", "<test>", cfg, NoLookups())
     html = client_for([q, plain]).get("/job", params={"id": "nope"}).text
     assert "jobs: no job <code>nope</code> known." in html
     assert "job lookup: not supported here" in html
