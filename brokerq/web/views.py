@@ -141,7 +141,9 @@ async def job_page(request: Request) -> Response:
         results = [{"q": q, "answer": a} for q, a in zip(asked, answers, strict=True)]
     found = [r for r in results if r["answer"].value is not None]
     return state.render(
-        request, "job.html", {"job_id": job_id, "results": results, "found": found, "slug": slug}
+        request,
+        "job.html",
+        {"job_id": job_id, "results": results, "found": found, "slug": slug, "now": time.time()},
     )
 
 
