@@ -53,8 +53,10 @@ def encode(
     key: bytes | str | None = None,
     headers: Mapping[str, str] | None = None,
     goqueue: bool = False,
+    job_id: str | None = None,
 ) -> tuple[str, bytes]:
-    """Build ``(id, body)`` for a job due at ``not_before`` (unix seconds, None = now).
+    """Build ``(id, body)`` for a job due at ``not_before`` (unix seconds, None = now);
+    the id is ``job_id`` when given, else a new one.
 
     go-queue bodies carry neither key nor headers (so neither a priority nor a time limit).
     """
@@ -67,7 +69,7 @@ def encode(
         value=data,
         key=to_bytes(key) if key is not None else None,
         headers=dict(headers or {}),
-        id=new_id(),
+        id=job_id or new_id(),
         not_before=not_before,
     )
     return msg.id, pack(msg)

@@ -51,6 +51,7 @@ from brokerq_beanstalk.claims import Claims, Pending, RedisPause
 from brokerq_beanstalk.config import Beanstalk
 from brokerq_beanstalk.guard import Claimed, Guard
 from brokerq_beanstalk.replicas import Replicas
+from brokerq_beanstalk.unique import GEN
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,9 @@ class BeanstalkSource(Source):
         due = time.time() + max(0.0, delay)
         self._settle(
             delivery,
-            lambda: self.guard.schedule_retry(msg.id, h.token, msg.attempt + 1, due),
+            lambda: self.guard.schedule_retry(
+                msg.id, h.token, msg.attempt + 1, due, str(Failure.parse(error))
+            ),
             "release",
             codec.beanstalk_delay(delay),
             "release",
@@ -272,7 +275,10 @@ class BeanstalkSource(Source):
 
     def _claim(self, node: Node, ask: list[tuple[int, Message, str]]) -> None:
         try:
-            got = self.guard.acquire_many([(msg.id, token) for _, msg, token in ask])
+            got = self.guard.acquire_many(
+                [(msg.id, token) for _, msg, token in ask],
+                [msg.headers.get(GEN, "") for _, msg, _ in ask],
+            )
         except ConnectionFailed as e:
             self._redis.failed(e)
             for job_id, msg, token in ask:
@@ -293,7 +299,7 @@ class BeanstalkSource(Source):
             c.node.submit(op, c, delay)
 
     def _claimed(self, node: Node, job_id: int, msg: Message, token: str, got: Claimed) -> None:
-        if got.done is not None:  # done, dead or revoked: every copy goes
+        if got.done is not None:  # done, dead, revoked or stale: every copy goes
             self._not_ours(node, job_id, msg, token, "delete", 0)
             return
         if not got.claimed:  # running elsewhere: look again when that claim would have expired
