@@ -270,6 +270,8 @@ def test_pause_with_three_busy_workers_then_resume(make_conf: MakeConf) -> None:
         with lock:
             late = [t - paused_at for t in starts if t > paused_at + 1.0]
             before = len(starts)
+            last = max(starts) - paused_at
+        print(f"pause: {before} of {N_PAUSE} started, the last {last:.3f}s after the pause")
         assert not late, f"{len(late)} job(s) started after the pause, up to {max(late):.2f}s"
         assert before < N_PAUSE
         broker.resume()
@@ -277,6 +279,23 @@ def test_pause_with_three_busy_workers_then_resume(make_conf: MakeConf) -> None:
         wait_until(lambda: len(runs) == N_PAUSE, 180, "every job after the resume")
     assert len(runs) == N_PAUSE and set(runs.values()) == {1}
     broker.close()
+
+
+def test_a_delayed_job_due_while_paused_waits_for_resume(broker: BeanstalkBroker) -> None:
+    broker.pause()
+    producer = broker.producer()
+    producer.delay(b"later", 0.3, job_id="held-1")
+    runs: list[bytes] = []
+    with working(broker, lambda m: runs.append(m.value)):  # started while paused
+        wait_until(lambda: time.time() > (broker.job("held-1") or _no()).due + 1.5, 10, "due")
+        assert runs == [] and state(broker, "held-1") == "pending"
+        broker.resume()
+        wait_until(lambda: runs == [b"later"], 20, "the job after resume")
+    producer.close()
+
+
+def _no() -> Any:
+    raise AssertionError("job unknown")
 
 
 # -- rate limits across processes -----------------------------------------------------------
@@ -309,6 +328,7 @@ def test_rate_limit_holds_across_two_processes(make_conf: MakeConf, redis_url: s
     starts = [float(x) for x in r.lrange(f"{key}starts", 0, -1)]
     first = min(starts)
     handled = sum(1 for t in starts if t < first + 20)
+    print(f"rate limit 50/s, 4 workers in 2 processes: {handled} handled in 20 s")
     assert 950 <= handled <= 1050, handled
     assert broker.stats()["dead"] == 0
     broker.close()
