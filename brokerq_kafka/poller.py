@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -48,8 +49,10 @@ class Poller:
         *,
         batch_size: int = 500,
         room_wait: float = 0.5,
+        hold: Callable[[], bool] | None = None,
     ) -> None:
         self.conf = conf
+        self.hold = hold  # True while the group is paused (brokerq_kafka.control): fetch nothing
         self.topic = conf.topic
         self.dispatcher = dispatcher
         self.writer = writer
@@ -117,8 +120,14 @@ class Poller:
     def _room(self) -> int:
         """How many records to fetch now; pauses every partition while the dispatcher stays
         full for ``room_wait`` (pausing drops what librdkafka prefetched, so it is kept for
-        handlers that are really slow)."""
+        handlers that are really slow). While ``hold()`` says the group is paused every
+        partition stays paused too, and resumes once the dispatcher drained as usual."""
         d = self.dispatcher
+        if self.hold is not None and self.hold():
+            if not self._room_paused:
+                self._room_paused = True
+                self._set_paused(True)
+            return self.batch_size
         if self._room_paused:
             if len(d) <= d.low_water:
                 self._room_paused = False

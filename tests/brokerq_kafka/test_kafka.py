@@ -137,7 +137,7 @@ def test_failing_handler_retries_then_dead_letters_with_headers(make_conf: ConfF
     assert int(headers["brokerq-offset"]) >= 0
     (dead,) = broker.dead_letters()
     assert dead.message.headers == {"tenant": "acme"} and dead.message.attempt == 3
-    assert broker.stats() == {"pending": 0, "retrying": 0, "dead": 1}
+    assert broker.stats() == {"pending": 0, "retrying": 0, "dead": 1, "paused": 0}
     broker.close()
 
 

@@ -47,6 +47,7 @@ def test_stats_dead_letters_retry_and_purge(memory_broker: MemoryBroker) -> None
         source.dead(delivery, Failure("ValueError", "nope", "Traceback ..."))
     (dead,) = memory_broker.dead_letters()
     assert (dead.message.value, dead.error, dead.ref) == (b"a", "ValueError: nope", dead.message.id)
+    assert isinstance(dead.error, Failure)
     assert (dead.error.type, dead.traceback) == ("ValueError", "Traceback ...")
     assert memory_broker.dead_letters(refs=["other"]) == []
     assert memory_broker.retry_dead([dead.ref]) == 1
@@ -96,6 +97,7 @@ def test_a_job_never_settled_ends_dead_as_worker_crashed(memory_broker: MemoryBr
         assert wait_for(lambda: len(memory_broker.dead_letters()) == 1, 10)
     assert seen == []
     (dead,) = memory_broker.dead_letters()
+    assert isinstance(dead.error, Failure)
     assert dead.error.type == "WorkerCrashed" and dead.message.attempt == 4
 
 

@@ -12,8 +12,9 @@ import pytest
 
 from brokerq.broker import Delivery
 from brokerq.embedded import EmbeddedConf, SqliteBroker, _sqlite_db
-from brokerq.embedded.sqlite import SqliteSource
+from brokerq.embedded._sqlite_source import SqliteSource
 from brokerq.errors import ConfigError, ConnectionFailed
+from brokerq.outcome import Failure
 
 
 def _receive(
@@ -128,8 +129,8 @@ def test_stats_dead_letters_retry_dead_purge(sqlite_broker: SqliteBroker) -> Non
     source, one = _receive(sqlite_broker)
     _, two = _receive(sqlite_broker, source)
     assert sqlite_broker.stats()["in_flight"] == 2
-    source.dead(one, "ValueError: a")
-    source.dead(two, "ValueError: b")
+    source.dead(one, Failure.parse("ValueError: a"))
+    source.dead(two, Failure.parse("ValueError: b"))
     letters = sqlite_broker.dead_letters()
     assert [(d.message.value, d.error) for d in letters] == [
         (b"a", "ValueError: a"),
@@ -139,12 +140,12 @@ def test_stats_dead_letters_retry_dead_purge(sqlite_broker: SqliteBroker) -> Non
     assert sqlite_broker.retry_dead([letters[0].ref, "no-such-id"]) == 1
     _, again = _receive(sqlite_broker, source)
     assert (again.message.value, again.message.attempt) == (b"a", 1)
-    source.retry(again, 30, "later")
+    source.retry(again, 30, Failure.parse("later"))
     assert sqlite_broker.stats() == {"pending": 0, "delayed": 2, "in_flight": 0, "dead": 1}
     assert sqlite_broker.retry_dead() == 1
     assert sqlite_broker.purge_dead() == 0
     _, b = _receive(sqlite_broker, source)
-    source.dead(b, "x")
+    source.dead(b, Failure.parse("x"))
     assert sqlite_broker.purge_dead() == 1
     source.close()
 
