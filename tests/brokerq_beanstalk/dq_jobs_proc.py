@@ -58,7 +58,12 @@ def limited(conf: DqConf, r: redis.Redis, key: str, workers: int) -> None:
         for _ in range(workers)
     ]
     threads = [threading.Thread(target=w.consume, args=(handler,)) for w in running]
-    signal.signal(signal.SIGTERM, lambda *_: [w.stop() for w in running])
+
+    def stop(*_: object) -> None:
+        for w in running:
+            w.stop()
+
+    signal.signal(signal.SIGTERM, stop)
     for t in threads:
         t.start()
     r.sadd(f"{key}started", str(len(threads)))
