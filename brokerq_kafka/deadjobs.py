@@ -14,7 +14,7 @@ from typing import Any
 from brokerq.errors import NotSupported
 from brokerq.records import JobInfo
 from brokerq_kafka import _wire
-from brokerq_kafka._dlqadmin import make_ref
+from brokerq_kafka._dlqrefs import make_ref
 
 
 def dead_job(records: Iterable[Any], job_id: str, topic: str) -> JobInfo:

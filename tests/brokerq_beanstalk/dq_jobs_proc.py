@@ -59,11 +59,11 @@ def limited(conf: DqConf, r: redis.Redis, key: str, workers: int) -> None:
     ]
     threads = [threading.Thread(target=w.consume, args=(handler,)) for w in running]
 
-    def stop(*_: object) -> None:
+    def stop_all(*_: object) -> None:
         for w in running:
             w.stop()
 
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, stop_all)
     for t in threads:
         t.start()
     r.sadd(f"{key}started", str(len(threads)))

@@ -64,7 +64,7 @@ def test_push_with_job_id_says_why_kafka_cannot(kq: KafkaBroker) -> None:
     with kq.producer() as producer:
         for options in ({"job_id": "order-42"}, {"unique_for": 60.0}):
             with pytest.raises(NotSupported, match=r"append-only log.*duplicate"):
-                producer.push(b"x", **options)  # type: ignore[arg-type]
+                producer.push(b"x", **options)
 
 
 def test_pause_stops_three_busy_threads_survives_a_restart_and_resume_runs_all(

@@ -173,7 +173,12 @@ def test_brokerq_job_reports_each_state_across_a_worker_restart(
     assert lab.job("F")["state"] == "running"
     Path(lab.env["BQ_GO"]).touch()
     seen: list[dict[str, object]] = []
-    assert wait_for(lambda: seen.append(lab.job("F")) or seen[-1]["state"] == "retrying", 10)
+
+    def retrying() -> bool:
+        seen.append(lab.job("F"))
+        return seen[-1]["state"] == "retrying"
+
+    assert wait_for(retrying, 10)
     assert "boom 1" in str(seen[-1]["last_error"]) and seen[-1]["due"] is not None, seen
     lab.stop(worker)  # restart while the job waits for its retry (10 s)
     assert lab.job("F")["state"] == "retrying"
