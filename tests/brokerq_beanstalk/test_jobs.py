@@ -230,6 +230,33 @@ def test_job_states_along_the_life_and_across_a_worker_restart(make_conf: MakeCo
     broker.close()
 
 
+def test_a_dead_job_id_retried_takes_its_id_again_unless_reused(broker: BeanstalkBroker) -> None:
+    producer = broker.producer()
+    producer.push(b"a", job_id="dl-1")
+    producer.push(b"b", job_id="dl-2")
+    fail = {b"a", b"b"}
+    ran: list[bytes] = []
+
+    def handler(msg: Message) -> None:
+        ran.append(msg.value)
+        if msg.value in fail:
+            raise RuntimeError("no")
+
+    once = RetryPolicy(max_attempts=1)
+    with working(broker, handler, retry=once):
+        wait_until(lambda: state(broker, "dl-1") == state(broker, "dl-2") == "dead", 20, "dead")
+        producer.delay(b"newer", 60, job_id="dl-2")  # the id is free: no unique_for
+        fail.clear()
+        assert broker.retry_dead(["dl-1", "dl-2"]) == 1  # dl-2's id is taken: stays dead
+        wait_until(lambda: state(broker, "dl-1") == "done", 20, "the retried job")
+    assert ran.count(b"a") == 2 and ran.count(b"b") == 1
+    assert [d.message.id for d in broker.dead_letters()] == ["dl-2"]
+    with pytest.raises(DuplicateJob, match="delayed"):  # held by the newer job
+        producer.delay(b"x", 60, job_id="dl-2")
+    producer.delay(b"x", 60, job_id="dl-1")  # the retried job ended: its id is free
+    producer.close()
+
+
 def test_keep_done_zero_forgets_finished_jobs(make_conf: MakeConf) -> None:
     broker = BeanstalkBroker(make_conf(keep_done=0))
     producer = broker.producer()
