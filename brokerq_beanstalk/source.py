@@ -52,7 +52,6 @@ from brokerq_beanstalk.config import Beanstalk
 from brokerq_beanstalk.guard import Claimed, Guard
 from brokerq_beanstalk.replicas import Replicas
 from brokerq_beanstalk.settling import Settling
-from brokerq_beanstalk.unique import GEN
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +277,7 @@ class BeanstalkSource(Settling, Source):
         try:
             got = self.guard.acquire_many(
                 [(msg.id, token) for _, msg, token in ask],
-                [msg.headers.get(GEN, "") for _, msg, _ in ask],
+                [msg.headers.get(codec.GEN, "") for _, msg, _ in ask],
             )
         except ConnectionFailed as e:
             self._redis.failed(e)
