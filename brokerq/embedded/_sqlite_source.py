@@ -23,7 +23,7 @@ from brokerq.outcome import Failure
 
 PURGE_EVERY = 10.0  # seconds between two purges of finished jobs by one source
 PURGE_BATCH = 500  # rows deleted per write transaction
-PURGE_BATCHES = 20  # at most this many transactions per purge (the next one continues)
+PURGE_BATCHES = 200  # at most this many per purge (100k rows; the next purge continues)
 
 
 class _Broker(Protocol):
