@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from brokerq.enqueue import check_job_id, check_max_delay, refuse_options
 from brokerq.errors import NotSupported
+from brokerq.listing import JobListing
 from brokerq.message import Message
 from brokerq.middleware import Middleware, MiddlewareChain
 from brokerq.outcome import Failure
@@ -269,8 +270,9 @@ class Consumer(_Closable):
         self.stop()
 
 
-class Broker(_Closable):
-    """Builds producers and sources for one broker from its config section.
+class Broker(JobListing, _Closable):
+    """Builds producers and sources for one broker from its config section (``jobs``, the
+    listing by state, comes from brokerq.listing).
 
     Subclasses set ``name``, ``section`` (the YAML key that selects them, e.g. ``kq``;
     several brokers may share one section, told apart by its ``backend`` key),

@@ -42,11 +42,13 @@ from brokerq.cli_common import (
     EXIT_OK,
     EXIT_UNSUPPORTED,
     EXIT_USAGE,
+    LOG_LEVELS,
     NotFound,
     OneLineErrors,
     config_arg,
     errors_to_exit,
     load_config,
+    log_level_choice,
     opened,
 )
 from brokerq.cli_dead import dead as dead_command
@@ -73,6 +75,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_UNSUPPORTED",
     "EXIT_USAGE",
+    "LOG_LEVELS",
     "NotFound",
     "config_arg",
     "errors_to_exit",
@@ -82,8 +85,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _setup_logging(level: str) -> None:
@@ -148,7 +149,7 @@ def main() -> None:
 @click.option(
     "--log-level",
     default=None,
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    type=log_level_choice,
     help="Override the config's log_level.",
 )
 @click.option(
@@ -206,7 +207,7 @@ def run(config: str, log_level: str | None, processes: int | None, no_schedules:
         )
         # `brokerq web` lists live workers from the heartbeat (brokerq.heartbeat)
         with (
-            cli_schedule.beside(cfg, broker, enabled=not no_schedules),
+            cli_schedule.beside(cfg, broker, not no_schedules, exporter.on_fire),
             beat,
             serving(exporter, worker),
         ):

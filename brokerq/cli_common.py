@@ -90,7 +90,8 @@ def opened(path: str) -> Iterator[tuple[config_mod.WorkerConfig, Broker]]:
         yield cfg, broker
 
 
-# A plain string: config.load reports a missing file or a directory as one line (exit 3).
+# A plain string: config.load reports a missing file or a directory as one line (exit 3);
+# every command taking a CONFIG uses this one (click.Path would make a directory exit 2).
 config_arg = click.argument("config")
 
 
@@ -113,3 +114,8 @@ class OneLineErrors(click.Group):
         except click.Abort:
             sys.exit(EXIT_INTERRUPTED)
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# --log-level of every command: one of LOG_LEVELS, any case (anything else exits 2, one line)
+log_level_choice = click.Choice(LOG_LEVELS, case_sensitive=False)

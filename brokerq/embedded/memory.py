@@ -33,6 +33,7 @@ from brokerq.broker import (
     WorkerInfo,
 )
 from brokerq.dispatch import Dispatcher
+from brokerq.embedded import _listing
 from brokerq.embedded._memory_jobs import JobBook
 from brokerq.embedded._memory_jobs import MemoryJob as _Job
 from brokerq.embedded._memory_producers import MemoryDelayProducer, MemoryProducer
@@ -154,7 +155,12 @@ class MemoryBroker(Broker):
                 "delayed": delayed,
                 "in_flight": len(self._in_flight),
                 "dead": len(self._dead),
+                "oldest_age_seconds": _listing.memory_oldest_age(self),
             }
+
+    def jobs(self, state: str, limit: int = 50, offset: int = 0) -> list[JobInfo]:
+        """Jobs by state, in hand-out order (brokerq.listing; brokerq.embedded._listing)."""
+        return _listing.memory_jobs(self, state, limit, offset)
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
         """Dead letters, oldest first; ``refs`` are message ids (the ``ref`` shown)."""

@@ -47,8 +47,8 @@ from brokerq.broker import (
     Producer,
     WorkerInfo,
 )
+from brokerq.embedded import _listing, _sqlite_jobs, _workers
 from brokerq.embedded import _sqlite_db as sql
-from brokerq.embedded import _sqlite_jobs, _workers
 from brokerq.embedded._sqlite_source import SqliteSource, _message
 from brokerq.embedded.config import EmbeddedConf, check_priority
 from brokerq.enqueue import check_job_id, unique_seconds
@@ -218,11 +218,21 @@ class SqliteBroker(Broker):
         """Counts of this queue (read-only: creates and changes nothing; all 0 while the
         file does not exist)."""
         if not self._exists():
-            return {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0}
+            return {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0, "oldest_age_seconds": 0}
         with self._reader.use("stats") as conn:
             row = conn.execute(sql.STATS, {"now": time.time(), "queue": self.queue}).fetchone()
+            oldest = _listing.sqlite_oldest_age(conn, self.queue)
         names = ("pending", "delayed", "in_flight", "dead")
-        return {name: int(v or 0) for name, v in zip(names, row, strict=True)}
+        return {name: int(v or 0) for name, v in zip(names, row, strict=True)} | {
+            "oldest_age_seconds": oldest
+        }
+
+    def jobs(self, state: str, limit: int = 50, offset: int = 0) -> list[JobInfo]:
+        """Jobs by state, in claim order (brokerq.listing; read-only, brokerq.embedded._listing)."""
+        if not self._exists():
+            return []
+        with self._reader.use("jobs") as conn:
+            return _listing.sqlite_jobs(conn, self.queue, state, limit, offset)
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
         """Dead jobs, oldest failure first; ``refs`` are job ids (read-only)."""
