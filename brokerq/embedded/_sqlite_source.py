@@ -65,6 +65,16 @@ def _message(row: tuple[Any, ...]) -> Message:
     )
 
 
+def _failure(row: tuple[Any, ...]) -> Failure:
+    """The failure stored with a dead row (its ``error``, ``error_type``, ``traceback``
+    columns, as SqliteBroker.dead_letters reads them)."""
+    text, error_type, tb = str(row[7] or ""), row[9], row[10] or ""
+    if error_type is None:  # dead-lettered by an older brokerq: only the text was kept
+        return Failure.parse(text, tb)
+    message = "" if text == error_type else text.removeprefix(f"{error_type}: ")
+    return Failure(error_type, message, tb)
+
+
 class SqliteSource(Source):
     """Claims jobs with a lease and keeps the leases of its in-flight jobs alive."""
 

@@ -49,27 +49,17 @@ from brokerq.broker import (
 )
 from brokerq.embedded import _listing, _sqlite_jobs, _workers
 from brokerq.embedded import _sqlite_db as sql
-from brokerq.embedded._sqlite_source import SqliteSource, _message
+from brokerq.embedded._sqlite_source import SqliteSource, _failure, _message
 from brokerq.embedded.config import EmbeddedConf, check_priority
 from brokerq.enqueue import check_job_id, unique_seconds
 from brokerq.errors import ConfigError, ConnectionFailed, DeliveryError
 from brokerq.headers import with_options
 from brokerq.message import new_id, to_bytes
-from brokerq.outcome import Failure
 from brokerq.schedule.store import FireStore
 
 logger = logging.getLogger(__name__)
 
 _C = TypeVar("_C", "SqliteProducer", "SqliteDelayProducer", "SqliteSource")
-
-
-def _failure(row: tuple[Any, ...]) -> Failure:
-    """The failure stored with a dead row (``error``, ``error_type``, ``traceback`` columns)."""
-    text, error_type, tb = str(row[7] or ""), row[9], row[10] or ""
-    if error_type is None:  # dead-lettered by an older brokerq: only the text was kept
-        return Failure.parse(text, tb)
-    message = "" if text == error_type else text.removeprefix(f"{error_type}: ")
-    return Failure(error_type, message, tb)
 
 
 class SqliteBroker(Broker):
