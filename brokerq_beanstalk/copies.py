@@ -12,6 +12,7 @@ lock. Redis Cluster clients (no connection pool) record synchronously.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -21,7 +22,7 @@ from brokerq_beanstalk.guard import Guard
 
 logger = logging.getLogger(__name__)
 
-MAX_UNREAD = 256  # answers left unread at most
+MAX_UNREAD = 256  # unread answers: the next write reads them first
 
 
 class CopiesLog:
@@ -46,6 +47,30 @@ class CopiesLog:
                 self._conn = pool.get_connection()
             self._conn.send_packed_command(self._conn.pack_command(*command))
             self._unread += 1
+        except redis.RedisError as e:
+            self._drop()
+            raise ConnectionFailed(f"redis (copies): {e}") from e
+
+    def record_many(self, records: Sequence[tuple[str, float, list[str]]]) -> None:
+        """``record`` for several ``(job id, due, copies)`` in one write (answers read
+        later, as for ``record``); ConnectionFailed when Redis cannot take them."""
+        commands = [self.guard.copies_command(*r) for r in records]
+        pool = self.guard.pool
+        if not commands:
+            return
+        if pool is None:  # Redis Cluster: one pipeline, waited for
+            pipe = self.guard.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            self.guard.run("copies", pipe)
+            return
+        try:
+            if self._unread >= MAX_UNREAD:
+                self.drain()
+            if self._conn is None:
+                self._conn = pool.get_connection()
+            self._conn.send_packed_command(self._conn.pack_commands(commands))
+            self._unread += len(commands)
         except redis.RedisError as e:
             self._drop()
             raise ConnectionFailed(f"redis (copies): {e}") from e
