@@ -1,8 +1,10 @@
 """dq ``schedule_many`` (``delay_many`` / ``at_many``): many jobs per round trip to every node.
 
 The jobs go in chunks of up to ``CHUNK`` jobs (or ``CHUNK_BYTES`` of bodies). Per chunk, one
-write to each chosen node carries every ``put`` of the chunk; then each node's answers are read
-in order (beanstalkd answers in the order it reads, doc/protocol.txt). The rule of ``delay``
+write to each chosen node carries every ``put`` of the chunk; the next chunk is encoded and
+sent before this one's answers are read (beanstalkd answers in the order it reads,
+doc/protocol.txt), and each job is settled as soon as ``min_written`` nodes acked it
+(brokerq_beanstalk.fanout). The rule of ``delay``
 holds per job: a job that reached fewer than ``min_written`` nodes has the copies it did get
 deleted again (one write per node for the whole chunk) and its slot holds the error ``delay``
 would have raised (DeliveryError naming the failed nodes; MessageTooLarge; ConnectionFailed
@@ -13,14 +15,15 @@ chunk (brokerq_beanstalk.copies), as ``delay`` records one.
 Jobs with a caller-chosen ``job_id`` (or ``unique_for``) go through ``schedule`` one by one, so
 they follow its id rules exactly. The broker's middleware push hooks run per job:
 ``before_push`` as the job is encoded, ``after_push`` with that job's outcome. One owner: the
-producer's lock is held while a chunk is written.
+producer's lock is held while the chunks are written (``schedule`` calls for caller-chosen
+ids and the ``after_push`` hooks run outside it).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -52,34 +55,55 @@ class _Put:
     priority: int
     ttr: int
     hooked: bool  # before_push ran: after_push must too
-    write: Write | None = None
 
 
 def schedule_many(producer: Producer, jobs: Sequence[ScheduledJob]) -> list[EnqueueResult]:
     """Write ``jobs`` as ``producer.schedule`` would, many per round trip; one id or error
     per job, in order."""
     results: list[EnqueueResult] = [""] * len(jobs)
-    puts: list[_Put] = []
+    plain: list[tuple[int, ScheduledJob]] = []
     for slot, job in enumerate(jobs):
-        if job.job_id is not None or job.unique_for is not None:
-            try:
-                results[slot] = producer.schedule(job.value, job.due, **job.options())
-            except Exception as e:  # this job's failure, in its slot
-                results[slot] = e
+        if job.job_id is None and job.unique_for is None:
+            plain.append((slot, job))
             continue
+        try:  # the id rules of ``schedule``, job by job
+            results[slot] = producer.schedule(job.value, job.due, **job.options())
+        except Exception as e:  # this job's failure, in its slot
+            results[slot] = e
+    if producer.goqueue_compat and any(j.key is not None or j.headers for _, j in plain):
+        logger.warning("goqueue_compat: key and headers are not carried by go-queue bodies")
+    done: list[tuple[_Put, Exception | None]] = []
+    with producer._lock:
+        if producer._closed:
+            for slot, _ in plain:
+                results[slot] = DeliveryError("producer is closed")
+            return results
+        # chunk k+1 is encoded and sent before chunk k's answers are read, so the nodes
+        # always have work; at most two chunks' answers (~17 KB) wait in a socket buffer
+        in_flight: tuple[list[_Put], list[Write]] | None = None
+        for chunk in _chunks(_prepared(producer, plain, results)):
+            sent = _send(producer, chunk)
+            if in_flight is not None:
+                done += _finish(producer, *in_flight)
+            in_flight = sent
+        if in_flight is not None:
+            done += _finish(producer, *in_flight)
+    for put, error in done:
+        if put.hooked:
+            producer.middleware.after_push(producer.queue, error)
+        results[put.slot] = put.bq_id if error is None else error
+    return results
+
+
+def _prepared(
+    producer: Producer, jobs: list[tuple[int, ScheduledJob]], results: list[EnqueueResult]
+) -> Iterator[_Put]:
+    """Each job ready to send; a job that cannot be has its error put in its slot."""
+    for slot, job in jobs:
         try:
-            puts.append(_prepare(producer, slot, job))
+            yield _prepare(producer, slot, job)
         except Exception as e:
             results[slot] = e
-    if producer.goqueue_compat and any(j.key is not None or j.headers for j in jobs):
-        logger.warning("goqueue_compat: key and headers are not carried by go-queue bodies")
-    for chunk in _chunks(puts):
-        errors = _write(producer, chunk)
-        for put, error in zip(chunk, errors, strict=True):
-            if put.hooked:
-                producer.middleware.after_push(producer.queue, error)
-            results[put.slot] = put.bq_id if error is None else error
-    return results
 
 
 def _prepare(producer: Producer, slot: int, job: ScheduledJob) -> _Put:
@@ -104,7 +128,7 @@ def _prepare(producer: Producer, slot: int, job: ScheduledJob) -> _Put:
     return _Put(slot, bq_id, body, job.due, priority, producer.ttr, hooked)
 
 
-def _chunks(puts: list[_Put]) -> Iterator[list[_Put]]:
+def _chunks(puts: Iterable[_Put]) -> Iterator[list[_Put]]:
     chunk: list[_Put] = []
     size = 0
     for put in puts:
@@ -117,43 +141,47 @@ def _chunks(puts: list[_Put]) -> Iterator[list[_Put]]:
         yield chunk
 
 
-def _write(producer: Producer, chunk: list[_Put]) -> list[Exception | None]:
-    """Send every put of ``chunk`` to each target node in one write, read answers until each
-    job is settled, delete the copies of the jobs that failed; one error (or None) per job."""
-    with producer._lock:
-        if producer._closed:
-            return [DeliveryError("producer is closed") for _ in chunk]
-        now = time.time()
-        tally = Tally()
-        need, gq = producer.min_written, producer.goqueue_compat
-        writes = [Write(p.bq_id, p.body, p.due, need, tally, producer._late) for p in chunk]
-        commands = [
-            (p.body, p.priority, codec.beanstalk_delay(_ahead(p.due, now), gq), p.ttr)
-            for p in chunk
-        ]
-        for node in producer._targets():
-            try:
-                node.send_puts(commands, [w.answer(node) for w in writes])
-            except BrokerError as e:
-                for w in writes:
-                    w.failed[node.endpoint] = e
-                continue
+def _send(producer: Producer, chunk: list[_Put]) -> tuple[list[_Put], list[Write]]:
+    """Send every put of ``chunk`` to each target node in one write (under the lock)."""
+    now = time.time()
+    tally = Tally()
+    need, gq = producer.min_written, producer.goqueue_compat
+    writes = [Write(p.bq_id, p.body, p.due, need, tally, producer._late) for p in chunk]
+    commands = [
+        (p.body, p.priority, codec.beanstalk_delay(_ahead(p.due, now), gq), p.ttr) for p in chunk
+    ]
+    for node in producer._targets():
+        try:
+            node.send_puts(commands, [w.answer(node) for w in writes])
+        except BrokerError as e:
             for w in writes:
-                w.waiting += 1
+                w.failed[node.endpoint] = e
+            continue
         for w in writes:
-            if w.waiting == 0:
-                tally.left -= 1
-        pump_until(producer._all, lambda: tally.left <= 0, producer._timeout)
-        for w in writes:
-            w.returned = True
-        ok = [w for w in writes if w.ok]
-        if ok:
-            producer._remember(ok)
-        _cleanup([w for w in writes if not w.ok])
+            w.waiting += 1
+    for w in writes:
+        if w.waiting == 0:
+            tally.left -= 1
+    return chunk, writes
+
+
+def _finish(
+    producer: Producer, chunk: list[_Put], writes: list[Write]
+) -> list[tuple[_Put, Exception | None]]:
+    """Read answers until each job of the chunk is settled, record the jobs written, delete
+    the copies of those that failed; each job with its error or None (under the lock)."""
+    tally = writes[0].tally
+    pump_until(producer._all, lambda: tally.left <= 0, producer._timeout)
+    for w in writes:
+        w.returned = True
+    ok = [w for w in writes if w.ok]
+    if ok:
+        producer._remember(ok)
+    _cleanup([w for w in writes if not w.ok])
     partial = [w.bq_id for w in ok if w.failed]
     if partial:
         logger.warning("%d job(s) (%s, ...): some copies failed", len(partial), partial[0])
-    return [w.error() for w in writes]
+    return [(p, w.error()) for p, w in zip(chunk, writes, strict=True)]
 
 
 def _ahead(due: float | None, now: float) -> float:
