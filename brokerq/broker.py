@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from brokerq import batch_enqueue as many
 from brokerq.enqueue import check_job_id, check_max_delay, refuse_options
 from brokerq.errors import NotSupported
+from brokerq.listing import JobListing
 from brokerq.message import Message
 from brokerq.middleware import Middleware, MiddlewareChain
 from brokerq.outcome import Failure
@@ -288,8 +289,9 @@ class Consumer(_Closable):
         self.stop()
 
 
-class Broker(_Closable):
-    """Builds producers and sources for one broker from its config section.
+class Broker(JobListing, _Closable):
+    """Builds producers and sources for one broker from its config section (``jobs``, the
+    listing by state, comes from brokerq.listing).
 
     Subclasses set ``name``, ``section`` (the YAML key that selects them, e.g. ``kq``;
     several brokers may share one section, told apart by its ``backend`` key),

@@ -72,7 +72,7 @@ def schedule_many(producer: Producer, jobs: Sequence[ScheduledJob]) -> list[Enqu
             results[slot] = e
     if producer.goqueue_compat and any(j.key is not None or j.headers for _, j in plain):
         logger.warning("goqueue_compat: key and headers are not carried by go-queue bodies")
-    done: list[tuple[_Put, Exception | None]] = []
+    done: list[tuple[_Put, Exception | None, dict[str, BrokerError]]] = []
     with producer._lock:
         if producer._closed:
             for slot, _ in plain:
@@ -88,9 +88,13 @@ def schedule_many(producer: Producer, jobs: Sequence[ScheduledJob]) -> list[Enqu
             in_flight = sent
         if in_flight is not None:
             done += _finish(producer, *in_flight)
-    for put, error in done:
+    chain = producer.middleware
+    for put, error, failed in done:
+        if error is None:  # metrics: replica writes failed per node, as ``delay`` reports them
+            for endpoint, failure in failed.items():
+                chain.replica_failed(producer.queue, endpoint, failure)
         if put.hooked:
-            producer.middleware.after_push(producer.queue, error)
+            chain.after_push(producer.queue, error)
         results[put.slot] = put.bq_id if error is None else error
     return results
 
@@ -167,7 +171,7 @@ def _send(producer: Producer, chunk: list[_Put]) -> tuple[list[_Put], list[Write
 
 def _finish(
     producer: Producer, chunk: list[_Put], writes: list[Write]
-) -> list[tuple[_Put, Exception | None]]:
+) -> list[tuple[_Put, Exception | None, dict[str, BrokerError]]]:
     """Read answers until each job of the chunk is settled, record the jobs written, delete
     the copies of those that failed; each job with its error or None (under the lock)."""
     tally = writes[0].tally
@@ -181,7 +185,7 @@ def _finish(
     partial = [w.bq_id for w in ok if w.failed]
     if partial:
         logger.warning("%d job(s) (%s, ...): some copies failed", len(partial), partial[0])
-    return [(p, w.error()) for p, w in zip(chunk, writes, strict=True)]
+    return [(p, w.error(), dict(w.failed)) for p, w in zip(chunk, writes, strict=True)]
 
 
 def _ahead(due: float | None, now: float) -> float:

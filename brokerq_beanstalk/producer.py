@@ -23,6 +23,11 @@ revoked (copies it could not reach are deleted, not run, when a consumer reserve
 ``revoke`` says truthfully whether the job was found. It also takes the go-queue style
 ``<id>|<endpoint>/<job id>,...`` form.
 
+``job_id=`` (caller-chosen, brokerq.enqueue) becomes the job's id; it is reserved in Redis
+before any copy is written and released again when the write fails (brokerq_beanstalk.unique):
+DuplicateJob while it is taken. It needs the Redis guard and brokerq bodies (a go-queue body
+has no id to carry): NotSupported otherwise.
+
 Time: beanstalkd delays are whole seconds, so a job is made ready up to two seconds early and
 the consumer holds it until its exact ``not_before`` (a float in the envelope); with
 ``goqueue_compat`` the body is go-queue's and the delay is rounded *up* (Go consumers run what
@@ -44,17 +49,18 @@ from typing import ClassVar
 from brokerq.batch_enqueue import EnqueueResult, ScheduledJob
 from brokerq.broker import DelayProducer
 from brokerq.broker import Producer as PushProducer
-from brokerq.enqueue import refuse_options
-from brokerq.errors import BrokerError, ConnectionFailed, DeliveryError
+from brokerq.enqueue import check_job_id, unique_seconds
+from brokerq.errors import BrokerError, ConnectionFailed, DeliveryError, NotSupported
 from brokerq.headers import with_options
 from brokerq.middleware import MiddlewareChain
 from brokerq_beanstalk import batch_put, codec
 from brokerq_beanstalk._wire import NodeConn, pump_until
 from brokerq_beanstalk.config import Beanstalk, DqConf
-from brokerq_beanstalk.copies import CopiesLog
+from brokerq_beanstalk.copies import CopiesLog, revoke
 from brokerq_beanstalk.fanout import Tally, Write
 from brokerq_beanstalk.guard import Guard
 from brokerq_beanstalk.protocol import check_put
+from brokerq_beanstalk.unique import GEN, new_generation, reserve, unreserve
 
 logger = logging.getLogger(__name__)
 
@@ -181,17 +187,26 @@ class Producer(DelayProducer, PushProducer):
         time_limit: float | None,
         type: str | None,
     ) -> str:
-        refuse_options("beanstalk", job_id=job_id, unique_for=unique_for)
+        job_id = check_job_id(job_id)
+        unique = unique_seconds(unique_for, job_id)
+        if job_id is not None and (self._guard is None or self.goqueue_compat):
+            why = "go-queue bodies carry no id" if self.goqueue_compat else "there is no guard"
+            raise NotSupported(f"dq: job_id needs the Redis guard and brokerq bodies ({why})")
         pri = self.priority if priority is None else priority
         run = self.ttr if ttr is None else max(1, math.ceil(ttr))
         check_put(pri, 0, run)
         headers = with_options(headers, time_limit=time_limit, type=type)
         if priority is not None:
             headers = {**(headers or {}), codec.PRIORITY: str(priority)}
+        gen = new_generation() if job_id is not None else ""
         chain = self.middleware
         if not chain.push_hooks:
-            return self._put(value, due, pri, run, key, headers)
-        return chain.push(self.queue, headers, lambda h: self._put(value, due, pri, run, key, h))
+            return self._put(value, due, pri, run, key, headers, job_id, unique, gen)
+        return chain.push(
+            self.queue,
+            headers,
+            lambda h: self._put(value, due, pri, run, key, h, job_id, unique, gen),
+        )
 
     def schedule_many(self, jobs: Sequence[ScheduledJob]) -> list[EnqueueResult]:
         """``schedule`` for many jobs, pipelined per node (brokerq_beanstalk.batch_put)."""
@@ -217,7 +232,7 @@ class Producer(DelayProducer, PushProducer):
         known = copies or mine
         marked = False
         if self._guard is not None and bq_id:
-            marked, recorded = self._guard.revoke(bq_id, known=bool(known))
+            marked, recorded = revoke(self._guard, bq_id, known=bool(known))
             known = list(dict.fromkeys([*known, *parse_copies(recorded, job_id)]))
         deleted = False
         with self._lock:
@@ -262,13 +277,30 @@ class Producer(DelayProducer, PushProducer):
         run: int,
         key: bytes | str | None,
         headers: Mapping[str, str] | None,
+        job_id: str | None = None,
+        unique_for: float = 0.0,
+        gen: str = "",
     ) -> str:
+        """Encode and write one job; with ``job_id``, reserve it first (generation ``gen``,
+        carried in the job's headers) and release it when the write fails."""
         if self.goqueue_compat and (key is not None or headers):
             logger.warning("goqueue_compat: key and headers are not carried by go-queue bodies")
+        if job_id is not None:
+            headers = {**(headers or {}), GEN: gen}
         bq_id, body = codec.encode(
-            value, due, key=key, headers=headers, goqueue=self.goqueue_compat
+            value, due, key=key, headers=headers, goqueue=self.goqueue_compat, job_id=job_id
         )
-        return self._write(bq_id, body, due, pri, run)
+        if job_id is None or self._guard is None:
+            return self._write(bq_id, body, due, pri, run)
+        reserve(self._guard, job_id, gen, due, unique_for)
+        try:
+            return self._write(bq_id, body, due, pri, run)
+        except BaseException:
+            try:
+                unreserve(self._guard, job_id, gen)
+            except ConnectionFailed as e:  # it expires done_ttl after the due time
+                logger.warning("job %s: reservation not released: %s", job_id, e)
+            raise
 
     def _write(self, bq_id: str, body: bytes, due: float | None, pri: int, run: int) -> str:
         """Write ``body`` to ``replicas`` nodes; return once ``min_written`` acked it (the
@@ -298,6 +330,8 @@ class Producer(DelayProducer, PushProducer):
             raise error
         if write.failed:
             logger.warning("job %s: copies failed on %s", bq_id, ", ".join(write.failed))
+        for endpoint, failure in write.failed.items():  # metrics: replica writes failed per node
+            self.middleware.replica_failed(self.queue, endpoint, failure)
         return bq_id
 
     def _remember(self, writes: list[Write]) -> None:
@@ -319,6 +353,7 @@ class Producer(DelayProducer, PushProducer):
         """An answer that came after the job was returned (under the lock)."""
         if isinstance(result, BrokerError):
             logger.warning("job %s: copy on %s failed: %s", write.bq_id, node.endpoint, result)
+            self.middleware.replica_failed(self.queue, node.endpoint, result)
         elif write.ok:
             self._remember([write])
 

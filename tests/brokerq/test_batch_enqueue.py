@@ -25,7 +25,7 @@ class Scheduling(DelayProducer):
     def __init__(self) -> None:
         self.got: list[tuple[bytes | str, float, dict[str, object]]] = []
 
-    def schedule(self, value: bytes | str, due: float, **options: object) -> str:  # type: ignore[override]
+    def schedule(self, value: bytes | str, due: float, **options: object) -> str:
         if value == b"fail":
             raise DeliveryError("refused")
         self.got.append((value, due, options))
@@ -47,7 +47,7 @@ def test_one_result_per_job_in_order_and_errors_in_their_slots() -> None:
             (b"neg", -1),
             DelayedJob(b"b", delay=timedelta(seconds=2), key=b"k", priority=3, type="t"),
             (b"fail", 1),
-            "not a job",
+            "not a job",  # type: ignore[list-item]
             DelayedJob(b"both", delay=1, when=datetime.now(timezone.utc)),
             DelayedJob(b"neither"),
             (b"far", 7200),
@@ -72,7 +72,12 @@ def test_at_many_takes_times_and_refuses_delays() -> None:
     p = Scheduling()
     when = datetime.now(timezone.utc) + timedelta(seconds=5)
     results = p.at_many(
-        [(b"a", when), (b"b", 5), (b"c", when - timedelta(seconds=60)), DelayedJob(b"d", delay=1)]
+        [
+            (b"a", when),
+            (b"b", 5),  # type: ignore[list-item]
+            (b"c", when - timedelta(seconds=60)),
+            DelayedJob(b"d", delay=1),
+        ]
     )
     assert results[0] == "id-1" and results[3] == "id-2"
     assert isinstance(results[1], TypeError)  # a delay where a time is due
@@ -90,7 +95,7 @@ def test_nothing_valid_calls_nothing() -> None:
 
 def test_a_backend_returning_too_few_results_is_a_bug_not_a_silent_loss() -> None:
     class Short(Scheduling):
-        def schedule_many(self, jobs: object) -> list[str | Exception]:  # type: ignore[override]
+        def schedule_many(self, jobs: object) -> list[str | Exception]:
             return []
 
     with pytest.raises(RuntimeError, match="0 results for 1"):
