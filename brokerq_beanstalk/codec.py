@@ -19,6 +19,7 @@ from brokerq.message import Message, is_packed, new_id, pack, to_bytes, unpack
 _GOQUEUE = re.compile(rb"^(\d{1,20})/")
 
 PRIORITY = "brokerq-priority"  # header: the job's own beanstalkd priority, kept across retries
+GEN = "brokerq-job-gen"  # header: the generation of a job with a caller-chosen id (unique.py)
 HOLD = 1.0  # seconds before its time a job is made ready (the consumer holds it until due)
 MAX_DELAY = float(2**32 - 1)  # beanstalkd delays are unsigned 32-bit seconds
 

@@ -69,12 +69,14 @@ _END = _FINISH + "return 1"
 # KEYS: unique, done, retry, claims, dead, copies, fin, claim (one hash tag); ARGV: record
 # "<generation> <created> <due> <unique_for ms>", its ttl ms → {1} when reserved, else
 # {0, state, record}: state done|dead (finished, still reserved), running, retrying or
-# queued. A free id (never used, its reservation over, or revoked) drops what the guard
-# remembers of its earlier job (stale copies of it are told apart by their generation).
+# queued. A free id (never used, its reservation over, revoked, or reserved by this very
+# generation: a dead letter run again) drops what the guard remembers of its earlier job
+# (stale copies of it are told apart by their generation).
 _RESERVE = (
     "local u = redis.call('get', KEYS[1]) "
     "local d = redis.call('get', KEYS[2]) "
-    "if u and d ~= 'revoked' then "
+    "local g = string.match(ARGV[1], '^%S+ ') "
+    "if u and d ~= 'revoked' and string.sub(u, 1, #g) ~= g then "
     "if d then return {0, d, u} end "
     "if redis.call('exists', KEYS[8]) == 1 then return {0, 'running', u} end "
     "if redis.call('exists', KEYS[3]) == 1 then return {0, 'retrying', u} end "

@@ -197,15 +197,14 @@ class Producer(DelayProducer, PushProducer):
         headers = with_options(headers, time_limit=time_limit, type=type)
         if priority is not None:
             headers = {**(headers or {}), codec.PRIORITY: str(priority)}
-        if job_id is not None:
-            headers = {**(headers or {}), GEN: new_generation()}
+        gen = new_generation() if job_id is not None else ""
         chain = self.middleware
         if not chain.push_hooks:
-            return self._put(value, due, pri, run, key, headers, job_id, unique)
+            return self._put(value, due, pri, run, key, headers, job_id, unique, gen)
         return chain.push(
             self.queue,
             headers,
-            lambda h: self._put(value, due, pri, run, key, h, job_id, unique),
+            lambda h: self._put(value, due, pri, run, key, h, job_id, unique, gen),
         )
 
     def revoke(self, job_id: str) -> bool:
@@ -273,15 +272,19 @@ class Producer(DelayProducer, PushProducer):
         headers: Mapping[str, str] | None,
         job_id: str | None = None,
         unique_for: float = 0.0,
+        gen: str = "",
     ) -> str:
+        """Encode and write one job; with ``job_id``, reserve it first (generation ``gen``,
+        carried in the job's headers) and release it when the write fails."""
         if self.goqueue_compat and (key is not None or headers):
             logger.warning("goqueue_compat: key and headers are not carried by go-queue bodies")
+        if job_id is not None:
+            headers = {**(headers or {}), GEN: gen}
         bq_id, body = codec.encode(
             value, due, key=key, headers=headers, goqueue=self.goqueue_compat, job_id=job_id
         )
         if job_id is None or self._guard is None:
             return self._write(bq_id, body, due, pri, run)
-        gen = (headers or {})[GEN]
         reserve(self._guard, job_id, gen, due, unique_for)
         try:
             return self._write(bq_id, body, due, pri, run)

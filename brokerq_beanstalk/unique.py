@@ -25,12 +25,11 @@ from dataclasses import dataclass
 
 from brokerq.errors import DuplicateJob
 from brokerq.message import new_id
+from brokerq_beanstalk.codec import GEN
 from brokerq_beanstalk.guard import Guard
 from brokerq_beanstalk.lua import _RESERVE, _UNRESERVE
 
 __all__ = ["GEN", "Reservation", "new_generation", "parse_reservation", "reserve", "unreserve"]
-
-GEN = "brokerq-job-gen"  # header: the generation of a job with a caller-chosen id
 
 
 @dataclass(frozen=True, slots=True)
