@@ -71,6 +71,7 @@ class KafkaSource(Source):
             batch_size=batch_size,
             room_wait=room_wait,
         )
+        self._settle = self.poller.book.settle
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -100,7 +101,7 @@ class KafkaSource(Source):
 
     # -- settling (any thread) -----------------------------------------------------------------
     def ack(self, delivery: KDelivery) -> None:
-        self.poller.book.settle(delivery.handle)
+        self._settle(delivery.handle)
         if self.key_ordering:
             self.dispatcher.done(delivery)
 
