@@ -12,6 +12,9 @@ Examples::
     brokerq at configs/demo.yaml 'new year' --time 2027-01-01T00:00:00+00:00
     brokerq stats configs/demo.yaml
     brokerq dead configs/demo.yaml [--json] [--ref ID ...] [--retry | --purge]
+    brokerq delay configs/demo.yaml 'bill' --in 1m --id order-42 --unique-for 1h
+    brokerq job configs/demo.yaml order-42 [--json]
+    brokerq pause configs/demo.yaml / brokerq resume configs/demo.yaml
 
 Read-only commands (``stats``, ``dead`` without --retry/--purge) never create or change
 anything. The memory broker is refused: it lives inside one process.
@@ -25,25 +28,27 @@ import signal
 import sys
 from datetime import datetime
 from types import FrameType
-from typing import Any
 
 import click
 
-from brokerq import cli_io, cli_schedule
+from brokerq import cli_io, cli_jobs, cli_schedule
 from brokerq.cli_common import (
     EXIT_BROKER,
     EXIT_CONFIG,
+    EXIT_DUPLICATE,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_UNSUPPORTED,
     EXIT_USAGE,
+    LOG_LEVELS,
     NotFound,
+    OneLineErrors,
     config_arg,
     errors_to_exit,
-    fail,
     load_config,
+    log_level_choice,
     opened,
 )
 from brokerq.cli_dead import dead as dead_command
@@ -63,12 +68,14 @@ from brokerq.worker import Worker
 __all__ = [
     "EXIT_BROKER",
     "EXIT_CONFIG",
+    "EXIT_DUPLICATE",
     "EXIT_FAILURE",
     "EXIT_INTERRUPTED",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
     "EXIT_UNSUPPORTED",
     "EXIT_USAGE",
+    "LOG_LEVELS",
     "NotFound",
     "config_arg",
     "errors_to_exit",
@@ -78,8 +85,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _setup_logging(level: str) -> None:
@@ -109,7 +114,10 @@ def _middleware(specs: list[str]) -> list[Middleware]:
 
 
 value_arg = click.argument("value", metavar="VALUE")
-VALUE_HELP = "VALUE is the message itself, - to read it from stdin, or @FILE to read a file."
+VALUE_HELP = (
+    "VALUE is the message itself, - to read it from stdin, or @FILE to read a file. "
+    f"Exit {EXIT_DUPLICATE} when --id names a job that is live or still reserved."
+)
 
 priority_opt = click.option(
     "--priority",
@@ -119,28 +127,7 @@ priority_opt = click.option(
 )
 
 
-class _OneLineErrors(click.Group):
-    """Usage errors as one line too (``brokerq: error: ... (see brokerq run --help)``, exit 2)
-    instead of click's usage block."""
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["standalone_mode"] = False
-        try:
-            rv = super().main(*args, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as e:
-            click.echo(e.format_message(), err=True)
-            sys.exit(e.exit_code)
-        except click.UsageError as e:
-            where = e.ctx.command_path if e.ctx is not None else "brokerq"
-            fail(EXIT_USAGE, f"{e.format_message()} (see {where} --help)")
-        except click.ClickException as e:
-            fail(e.exit_code, e.format_message())
-        except click.Abort:
-            sys.exit(EXIT_INTERRUPTED)
-        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
-
-
-@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="brokerq")
 def main() -> None:
     """brokerq: background work that must not be lost (Kafka kq, beanstalkd dq, embedded).
@@ -162,7 +149,7 @@ def main() -> None:
 @click.option(
     "--log-level",
     default=None,
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    type=log_level_choice,
     help="Override the config's log_level.",
 )
 @click.option(
@@ -220,7 +207,7 @@ def run(config: str, log_level: str | None, processes: int | None, no_schedules:
         )
         # `brokerq web` lists live workers from the heartbeat (brokerq.heartbeat)
         with (
-            cli_schedule.beside(cfg, broker, enabled=not no_schedules),
+            cli_schedule.beside(cfg, broker, not no_schedules, exporter.on_fire),
             beat,
             serving(exporter, worker),
         ):
@@ -262,16 +249,27 @@ def check(config: str) -> None:
 @click.option("--key", default=None, help="Message key (Kafka: picks the partition).")
 @click.option("--header", "headers", multiple=True, help="NAME=VALUE, repeatable.")
 @priority_opt
+@cli_jobs.enqueue_options
 @errors_to_exit
 def push(
-    config: str, value: str, key: str | None, headers: tuple[str, ...], priority: int | None
+    config: str,
+    value: str,
+    key: str | None,
+    headers: tuple[str, ...],
+    priority: int | None,
+    job_id: str | None,
+    unique_for: str | None,
 ) -> None:
     """Push VALUE for immediate processing."""
+    unique = cli_jobs.unique_option(unique_for, job_id)
     body = cli_io.read_value(value)
     with opened(config) as (_, broker), broker.producer() as producer:
-        producer.push(body, key=key, headers=cli_io.headers(headers), priority=priority)
+        hdrs = cli_io.headers(headers)
+        producer.push(
+            body, key=key, headers=hdrs, priority=priority, job_id=job_id, unique_for=unique
+        )
         producer.flush(30)
-    click.echo("pushed")
+    click.echo("pushed" if job_id is None else f"pushed {job_id}")
 
 
 @main.command(epilog=VALUE_HELP)
@@ -280,16 +278,27 @@ def push(
 @click.option("--in", "after", required=True, help="How long from now: 500ms, 5s, 1m, 24h.")
 @click.option("--header", "headers", multiple=True, help="NAME=VALUE, repeatable.")
 @priority_opt
+@cli_jobs.enqueue_options
 @errors_to_exit
 def delay(
-    config: str, value: str, after: str, headers: tuple[str, ...], priority: int | None
+    config: str,
+    value: str,
+    after: str,
+    headers: tuple[str, ...],
+    priority: int | None,
+    job_id: str | None,
+    unique_for: str | None,
 ) -> None:
-    """Schedule VALUE to run after a delay; prints the job id (for revoke)."""
+    """Schedule VALUE to run after a delay; prints the job id (for revoke and job)."""
     seconds = cli_io.delay_seconds(after)
+    unique = cli_jobs.unique_option(unique_for, job_id)
     body = cli_io.read_value(value)
     with opened(config) as (_, broker), broker.delay_producer() as producer:
+        hdrs = cli_io.headers(headers)
         click.echo(
-            producer.delay(body, seconds, headers=cli_io.headers(headers), priority=priority)
+            producer.delay(
+                body, seconds, headers=hdrs, priority=priority, job_id=job_id, unique_for=unique
+            )
         )
 
 
@@ -304,16 +313,31 @@ def delay(
 )
 @click.option("--header", "headers", multiple=True, help="NAME=VALUE, repeatable.")
 @priority_opt
+@cli_jobs.enqueue_options
 @errors_to_exit
-def at(config: str, value: str, when: str, headers: tuple[str, ...], priority: int | None) -> None:
+def at(
+    config: str,
+    value: str,
+    when: str,
+    headers: tuple[str, ...],
+    priority: int | None,
+    job_id: str | None,
+    unique_for: str | None,
+) -> None:
     """Schedule VALUE to run at a given time; prints the job id."""
     try:
         moment = datetime.fromisoformat(when)
     except ValueError:
         raise ConfigError(f"--time {when!r}: not an ISO 8601 time") from None
+    unique = cli_jobs.unique_option(unique_for, job_id)
     body = cli_io.read_value(value)
     with opened(config) as (_, broker), broker.delay_producer() as producer:
-        click.echo(producer.at(body, moment, headers=cli_io.headers(headers), priority=priority))
+        hdrs = cli_io.headers(headers)
+        click.echo(
+            producer.at(
+                body, moment, headers=hdrs, priority=priority, job_id=job_id, unique_for=unique
+            )
+        )
 
 
 @main.command()
@@ -341,14 +365,15 @@ def revoke(config: str, job_id: str) -> None:
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N refreshes.")
 @errors_to_exit
 def stats(config: str, as_json: bool, watch: bool, interval: str, count: int | None) -> None:
-    """Counts for the configured queue: pending, delayed, in flight, dead (read-only).
+    """Counts for the configured queue: pending, delayed, in flight, dead, and paused (0/1)
+    where the broker can pause (read-only).
 
     --watch draws a live table on a terminal (plain lines otherwise) and, when CONFIG has a
     metrics: section, the running worker's processed counts by outcome (brokerq.metrics.live).
     """
     with opened(config) as (cfg, broker):
         show_stats(
-            broker.stats,
+            cli_jobs.stats_with_pause(broker),
             metrics=cfg.metrics,
             title=f"{cfg.name} ({cfg.broker_name})",
             as_json=as_json,
@@ -361,3 +386,4 @@ def stats(config: str, as_json: bool, watch: bool, interval: str, count: int | N
 cli_schedule.register(main, errors_to_exit, _setup_logging)
 main.add_command(web_command)  # brokerq web: the dashboard (brokerq/web/command.py)
 main.add_command(dead_command)  # brokerq dead: list, requeue, purge (brokerq/cli_dead.py)
+cli_jobs.register(main)  # brokerq job, pause, resume (brokerq/cli_jobs.py)

@@ -16,7 +16,7 @@ import click
 from brokerq import config as config_mod
 from brokerq import registry
 from brokerq.broker import Broker
-from brokerq.errors import BrokerError, BrokerqError, ConfigError, NotSupported
+from brokerq.errors import BrokerError, BrokerqError, ConfigError, DuplicateJob, NotSupported
 from brokerq.secrets import mask
 
 EXIT_OK = 0
@@ -25,7 +25,8 @@ EXIT_USAGE = 2  # bad command line (click)
 EXIT_CONFIG = 3  # invalid config, handler or input value
 EXIT_BROKER = 4  # broker unreachable or refused the operation
 EXIT_UNSUPPORTED = 5  # the broker cannot do this
-EXIT_NOT_FOUND = 6  # revoke / dead --ref: no such job or dead letter
+EXIT_NOT_FOUND = 6  # revoke / dead --ref / job: no such job or dead letter
+EXIT_DUPLICATE = 7  # push / delay / at --id: a job with that id is live or still reserved
 EXIT_INTERRUPTED = 130  # second signal: exit at once
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,6 +51,8 @@ def errors_to_exit(fn: F) -> F:
             fail(EXIT_NOT_FOUND, str(e))
         except NotSupported as e:
             fail(EXIT_UNSUPPORTED, str(e))
+        except DuplicateJob as e:
+            fail(EXIT_DUPLICATE, str(e))
         except BrokerError as e:
             fail(EXIT_BROKER, str(e))
         except BrokerqError as e:
@@ -87,5 +90,32 @@ def opened(path: str) -> Iterator[tuple[config_mod.WorkerConfig, Broker]]:
         yield cfg, broker
 
 
-# A plain string: config.load reports a missing file or a directory as one line (exit 3).
+# A plain string: config.load reports a missing file or a directory as one line (exit 3);
+# every command taking a CONFIG uses this one (click.Path would make a directory exit 2).
 config_arg = click.argument("config")
+
+
+class OneLineErrors(click.Group):
+    """Usage errors as one line too (``brokerq: error: ... (see brokerq run --help)``, exit 2)
+    instead of click's usage block."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as e:
+            click.echo(e.format_message(), err=True)
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else "brokerq"
+            fail(EXIT_USAGE, f"{e.format_message()} (see {where} --help)")
+        except click.ClickException as e:
+            fail(e.exit_code, e.format_message())
+        except click.Abort:
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# --log-level of every command: one of LOG_LEVELS, any case (anything else exits 2, one line)
+log_level_choice = click.Choice(LOG_LEVELS, case_sensitive=False)

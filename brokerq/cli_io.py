@@ -71,8 +71,12 @@ def dead_json(d: DeadLetter) -> dict[str, Any]:
         "key": None if d.message.key is None else d.message.key.decode(errors="replace"),
         "headers": dict(d.message.headers),
     }
+    return out | value_json(d.message.value)
+
+
+def value_json(value: bytes) -> dict[str, str]:
+    """``{"value": text}`` when ``value`` is UTF-8, else ``{"value_base64": ...}``."""
     try:
-        out["value"] = d.message.value.decode()
+        return {"value": value.decode()}
     except UnicodeDecodeError:
-        out["value_base64"] = base64.b64encode(d.message.value).decode()
-    return out
+        return {"value_base64": base64.b64encode(value).decode()}

@@ -23,9 +23,11 @@ import click
 
 from brokerq import config as config_mod
 from brokerq.broker import Broker
+from brokerq.cli_common import config_arg, log_level_choice
 from brokerq.errors import ConfigError
 from brokerq.schedule import Schedule, Scheduler, fire_time_text
 from brokerq.schedule.provider import has_schedules, scheduler_for
+from brokerq.schedule.scheduler import FireHook
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +35,17 @@ JOIN_TIMEOUT = 10.0
 
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
-config_arg: Decorator = click.argument("config", type=click.Path(dir_okay=False))
 
 
 @contextmanager
-def beside(cfg: config_mod.WorkerConfig, broker: Broker, enabled: bool) -> Iterator[None]:
-    """Run the config's schedules in a thread for the ``with`` body (``brokerq run``).
+def beside(
+    cfg: config_mod.WorkerConfig,
+    broker: Broker,
+    enabled: bool,
+    on_fire: FireHook | None = None,
+) -> Iterator[None]:
+    """Run the config's schedules in a thread for the ``with`` body (``brokerq run``);
+    ``on_fire`` hears of every tick (the metrics exporter's scheduler metrics).
 
     Checks first that the broker can run schedules (NotSupported) and that the provider
     answers (ConfigError / ValueError), so a bad setup fails before the worker starts.
@@ -46,7 +53,7 @@ def beside(cfg: config_mod.WorkerConfig, broker: Broker, enabled: bool) -> Itera
     if not enabled or not has_schedules(cfg):
         yield
         return
-    scheduler = scheduler_for(cfg, broker)
+    scheduler = scheduler_for(cfg, broker, on_fire)
     names = [s.name for s in scheduler.schedules]
     scheduler.open()
     thread = threading.Thread(target=_run_logged, args=(scheduler,), name="brokerq-scheduler")
@@ -91,7 +98,9 @@ def register(
 
     @schedule.command("run")
     @config_arg
-    @click.option("--log-level", default=None, help="Override the config's log_level.")
+    @click.option(
+        "--log-level", default=None, type=log_level_choice, help="Override the config's log_level."
+    )
     @errors_to_exit
     def run_cmd(config: str, log_level: str | None) -> None:
         """Run only the scheduler of CONFIG (no worker) until SIGTERM/SIGINT.
@@ -112,7 +121,14 @@ def register(
 
     @schedule.command("list")
     @config_arg
-    @click.option("--next", "count", default=3, show_default=True, help="Next fires to show.")
+    @click.option(
+        "--next",
+        "count",
+        default=3,
+        show_default=True,
+        type=click.IntRange(1, 1000),
+        help="Next fires to show (1 to 1000).",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
     @errors_to_exit
     def list_cmd(config: str, count: int, as_json: bool) -> None:

@@ -215,10 +215,18 @@ def loads(text: str, source: str = "<config>") -> WorkerConfig:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
         lines = _line_map(yaml.compose(text))
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(f"{where}: malformed YAML: {problem}") from e
+        error: yaml.YAMLError = e
+        hidden = None
+        try:
+            hidden = _parse_with_vars_hidden(text)
+        except yaml.YAMLError as other:  # malformed for another reason: report that
+            error = other
+        if hidden is None:
+            mark = getattr(error, "problem_mark", None)
+            where = f"{source}:{mark.line + 1}" if mark is not None else source
+            problem = getattr(error, "problem", None) or str(error)
+            raise ConfigError(f"{where}: malformed YAML: {problem}") from error
+        data, lines = hidden
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of settings at the top level")
     data = _interpolate(data, (), lines, source)
@@ -289,6 +297,41 @@ def _resolve_section(
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+_HIDDEN = re.compile(r"__brokerq_var_(\d+)__")
+
+
+def _parse_with_vars_hidden(text: str) -> tuple[Any, dict[Loc, int]] | None:
+    """Parse ``text`` with each ``${VAR}`` stood in for by a plain word, then put them back.
+
+    ``{brokers: ${KAFKA}}`` is malformed YAML as written (``{`` opens a flow mapping inside a
+    flow mapping), yet it means what ``brokers: ${KAFKA}`` means in block style: read both
+    alike, so the variable is substituted, or named when unset. None when there is no
+    ``${VAR}``; yaml.YAMLError when the text is malformed for another reason. Lines are kept.
+    """
+    found: list[str] = []
+
+    def hide(m: re.Match[str]) -> str:
+        found.append(m.group(0))
+        return f"__brokerq_var_{len(found) - 1}__"
+
+    hidden = _VAR.sub(hide, text)
+    if not found:
+        return None
+    data = yaml.load(hidden, Loader=_UniqueKeyLoader)
+    lines = _line_map(yaml.compose(hidden))
+
+    def unhide(value: Any) -> Any:
+        if isinstance(value, str):
+            return _HIDDEN.sub(lambda m: found[int(m.group(1))], value)
+        if isinstance(value, dict):
+            return {unhide(k): unhide(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [unhide(v) for v in value]
+        return value
+
+    return unhide(data), {tuple(unhide(k) for k in loc): n for loc, n in lines.items()}
 
 
 def _interpolate(value: Any, loc: Loc, lines: dict[Loc, int], source: str) -> Any:

@@ -284,6 +284,19 @@ class Dispatcher(Generic[T]):
         with self._cond:
             return len(self._fifo) + len(self._prio) + self._waiting, len(self._delayed)
 
+    def snapshot(self) -> tuple[list[T], list[tuple[float, T]]]:
+        """A copy of what is held: ready items (hand-out order, then those waiting for their
+        key) and ``(due, item)`` of delayed ones by due time (some may be due already)."""
+        with self._cond:
+            if self._priority_of is None:
+                ready = list(self._fifo)
+            else:
+                ready = [e[2] for e in sorted(self._prio, key=lambda e: (e[0], e[1]))]
+            for lane in self._lanes.values():
+                ready.extend(lane)
+            delayed = [(e[0], e[2]) for e in sorted(self._delayed, key=lambda e: (e[0], e[1]))]
+        return ready, delayed
+
     def next_due(self) -> float | None:
         """Unix time the earliest delayed item comes due, or None."""
         with self._cond:

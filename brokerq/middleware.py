@@ -7,7 +7,11 @@ hook is logged and swallowed: a broken metrics exporter must not lose a message.
 Producer hooks: a Broker's producers call ``before_push(queue, headers)`` (which may add
 headers, e.g. a trace context) and ``after_push(queue, error)`` once the broker accepted or
 refused the message. Producers skip both entirely when no middleware overrides them, so
-the push fast path stays as fast as before.
+the push fast path stays as fast as before. Two more producer hooks, for metrics, run only
+where overridden: ``replica_failed(queue, node, error)`` (dq: one node refused its copy of a
+push that may still have succeeded on the others) and ``client_stats(queue, stats)`` (Kafka:
+librdkafka's statistics, every ``client_stats_interval`` seconds, only when a middleware
+overrides it).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from brokerq.errors import DecodeError, Drop
 from brokerq.message import Message
@@ -45,6 +49,18 @@ class Middleware:
         """Called once the broker accepted the message (``error`` None) or refused it.
         May run on a backend's own thread (Kafka delivery reports)."""
 
+    client_stats_interval: float = 5.0
+    """Seconds between ``client_stats`` calls this middleware wants (the smallest wins)."""
+
+    def client_stats(self, queue: str, stats: Mapping[str, Any]) -> None:
+        """A driver's statistics for one producer client of ``queue`` (Kafka: librdkafka's
+        statistics JSON, parsed; ``msg_cnt`` / ``msg_size`` = messages / bytes waiting in its
+        queue). Runs on the producer's poll thread."""
+
+    def replica_failed(self, queue: str, node: str, error: BaseException) -> None:
+        """One replica write of a push failed on ``node`` (dq: a beanstalkd endpoint); the
+        push itself may still have succeeded on enough other nodes."""
+
 
 def _overrides(m: Middleware, name: str) -> bool:
     return getattr(type(m), name) is not getattr(Middleware, name)
@@ -64,6 +80,12 @@ class MiddlewareChain:
         self._before_push = [m for m in self._before if _overrides(m, "before_push")]
         self._after_push = [m for m in self._after if _overrides(m, "after_push")]
         self.push_hooks = bool(self._before_push or self._after_push)
+        self._client_stats = [m for m in self._before if _overrides(m, "client_stats")]
+        self._replica_failed = [m for m in self._before if _overrides(m, "replica_failed")]
+        self.stats_interval: float | None = min(
+            (m.client_stats_interval for m in self._client_stats), default=None
+        )
+        """Seconds between client statistics; None: no middleware wants them."""
 
     def __iter__(self) -> Iterator[Middleware]:
         return iter(self._before)
@@ -106,6 +128,20 @@ class MiddlewareChain:
                 m.after_push(queue, error)
             except Exception:
                 logger.exception("middleware %s.after_push failed", type(m).__name__)
+
+    def client_stats(self, queue: str, stats: Mapping[str, Any]) -> None:
+        for m in self._client_stats:
+            try:
+                m.client_stats(queue, stats)
+            except Exception:
+                logger.exception("middleware %s.client_stats failed", type(m).__name__)
+
+    def replica_failed(self, queue: str, node: str, error: BaseException) -> None:
+        for m in self._replica_failed:
+            try:
+                m.replica_failed(queue, node, error)
+            except Exception:
+                logger.exception("middleware %s.replica_failed failed", type(m).__name__)
 
     def before(self, message: Message) -> None:
         for m in self._before:

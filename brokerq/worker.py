@@ -144,6 +144,7 @@ class Worker(Consumer):
         self._abandoned_flag = False
         self._failure = None
         self._workers = []
+        self._watch_pause()  # a worker started while the queue is paused starts nothing
         for _ in range(self.concurrency):
             self._spawn()
         watchdog = Watchdog(self._busy_slots, self.time_limit_grace, self._abandon)

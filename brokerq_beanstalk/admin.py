@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import greenstalk
 
 from brokerq.errors import ConnectionFailed
+from brokerq_beanstalk.codec import decode
 from brokerq_beanstalk.config import Beanstalk, DqConf, split_endpoint
 
 logger = logging.getLogger(__name__)
@@ -56,13 +58,36 @@ def node_states(conf: DqConf) -> dict[str, str]:
     return out
 
 
+def waited(client: greenstalk.Client[bytes], now: float | None = None) -> int | None:
+    """Seconds the job at the head of the node's ready queue has waited since it became
+    runnable (its due time, or its put when it had none; ``stats-job`` age); None: none ready.
+    beanstalkd hands out the lowest priority first, so with mixed priorities this is the
+    head's wait, not always the longest one."""
+    now = time.time() if now is None else now
+    try:
+        job = client.peek_ready()
+        age = float(str(client.stats_job(job).get("age", 0)))
+    except greenstalk.NotFoundError:  # taken or deleted since: nothing ready now
+        return None
+    try:
+        due = decode(job.body).not_before
+    except Exception:  # a body we cannot read: its put time is all we know
+        due = None
+    since = now - age if due is None else max(now - age, due)
+    return int(max(0.0, now - since))
+
+
 def tube_stats(conf: DqConf) -> dict[str, int]:
     """Jobs per state, each job once, then per-node lines (see ``BeanstalkBroker.stats``)."""
     per_node: dict[str, dict[str, int] | None] = {}
+    ages: list[int] = []
     for node in conf.beanstalks:
         try:
             with node_client(node) as c:
                 st = c.stats_tube(node.tube)
+                age = waited(c) if int(str(st.get("current-jobs-ready", 0))) else None
+            if age is not None:
+                ages.append(age)
             per_node[node.endpoint] = {k: int(str(st.get(v, 0))) for k, v in _STATES.items()}
         except greenstalk.NotFoundError:  # the tube does not exist (yet) on this node
             per_node[node.endpoint] = dict.fromkeys(_STATES, 0)
@@ -85,6 +110,7 @@ def tube_stats(conf: DqConf) -> dict[str, int]:
             out[k] = max(values, default=0)
         else:
             out[k] = -(-sum(values) // replicas)
+    out["oldest_age_seconds"] = max(ages, default=0)  # a job's copies share their put time
     out["nodes:up"] = len(counts)
     for endpoint, n in per_node.items():
         if n is None:

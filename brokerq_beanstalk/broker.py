@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from brokerq.broker import Broker, Capabilities, DeadLetter, WorkerInfo
+from brokerq.broker import Broker, Capabilities, DeadLetter, JobInfo, WorkerInfo
 from brokerq.errors import ConnectionFailed
 from brokerq_beanstalk import workers
 from brokerq_beanstalk.admin import node_states, tube_stats
 from brokerq_beanstalk.config import DqConf
+from brokerq_beanstalk.control import PauseFlag, RedisRateLimiter
 from brokerq_beanstalk.deadletters import DeadLetters
 from brokerq_beanstalk.guard import Guard
+from brokerq_beanstalk.jobinfo import lookup
 from brokerq_beanstalk.producer import Producer
 from brokerq_beanstalk.source import BeanstalkSource
 
@@ -37,6 +39,10 @@ class BeanstalkBroker(Broker):
         delay=True,
         priority=True,
         counts_redeliveries=True,  # claims are counted in Redis (brokerq_beanstalk.guard)
+        idempotent_push=True,  # job_id= reserved in Redis (brokerq_beanstalk.unique)
+        idempotent_delay=True,
+        job_lookup=True,  # brokerq_beanstalk.jobinfo
+        pause=True,  # brokerq_beanstalk.control
         dead_letters=True,
     )
 
@@ -52,7 +58,11 @@ class BeanstalkBroker(Broker):
     def _new_guard(self) -> Guard:
         c = self.conf
         return Guard.from_conf(
-            c.redis, claim_ttl=c.claim_ttl, done_ttl=c.done_ttl, dead_ttl=c.dead_ttl
+            c.redis,
+            claim_ttl=c.claim_ttl,
+            done_ttl=c.done_ttl,
+            dead_ttl=c.dead_ttl,
+            keep_done=c.keep_done,
         )
 
     @property
@@ -103,6 +113,35 @@ class BeanstalkBroker(Broker):
             self._guard.close()
             self._guard = None
 
+    # -- job control ------------------------------------------------------------------------
+    def job(self, job_id: str) -> JobInfo | None:
+        """State, attempt, last error, due / created / finished times of ``job_id`` (its
+        caller-chosen id or the id ``delay`` returned), with ``details`` = each copy's
+        state per node (``node <endpoint>``) and the guard's (``guard_*``: done mark, claim,
+        claims taken, id reserved); None when unknown or finished more than ``keep_done`` ago
+        (brokerq_beanstalk.jobinfo). ConnectionFailed when Redis does not answer."""
+        return lookup(self.conf, self.guard, job_id.partition("|")[0])
+
+    @property
+    def _pause_flag(self) -> PauseFlag:
+        return PauseFlag(self.guard, self.queue)
+
+    def pause(self) -> None:
+        """Set the queue's pause flag in Redis: every worker stops starting jobs within
+        ``PAUSE_POLL`` seconds; jobs wait in beanstalkd (brokerq_beanstalk.control)."""
+        self._pause_flag.pause()
+
+    def resume(self) -> None:
+        self._pause_flag.resume()
+
+    def is_paused(self) -> bool:
+        """One Redis EXISTS; ConnectionFailed when Redis does not answer."""
+        return self._pause_flag.is_paused()
+
+    def rate_limiter(self) -> RedisRateLimiter:
+        """Fixed-window counters in Redis shared by every worker (``limits`` library)."""
+        return RedisRateLimiter(self._new_guard(), self.conf.redis)
+
     # -- live workers (brokerq.heartbeat) ---------------------------------------------------
     def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
         """A Redis key per worker with a ``ttl`` expiry (brokerq_beanstalk.workers)."""
@@ -150,9 +189,15 @@ class BeanstalkBroker(Broker):
         counts buried copies (a dead job keeps exactly one). ``nodes:up``, then per node
         ``node:<endpoint>:copies`` (its copies in the tube), or
         ``node:<endpoint>:unreachable`` = 1 for a node that does not answer (the
-        ``node:<endpoint>:<state>`` form brokerq.metrics exports per node).
+        ``node:<endpoint>:<state>`` form brokerq.metrics exports per node). ``paused``: 1
+        while the queue is paused, else 0 (absent when Redis does not answer).
         """
-        return tube_stats(self.conf)
+        out = tube_stats(self.conf)
+        try:
+            out["paused"] = int(self.is_paused())
+        except ConnectionFailed as e:
+            logger.warning("stats: pause flag unknown: %s", e)
+        return out
 
     @property
     def _dead(self) -> DeadLetters:
@@ -162,6 +207,13 @@ class BeanstalkBroker(Broker):
         """Up to ``limit`` dead letters (``ref`` = ``endpoint/job id``); only those whose ref
         or job id is in ``refs`` when given."""
         return self._dead.letters(limit, refs)
+
+    def jobs(self, state: str, limit: int = 50, offset: int = 0) -> list[JobInfo]:
+        """pending / delayed: the next job of each node (beanstalkd's peek shows no more),
+        each job once; dead: the dead letters; running: NotSupported (brokerq_beanstalk.listing)."""
+        from brokerq_beanstalk.listing import jobs
+
+        return jobs(self.conf, self._dead, state, limit, offset)
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
         """Kick buried jobs (all, or ``refs``: refs or job ids) back at attempt 1."""

@@ -19,6 +19,7 @@ from brokerq.message import Message, is_packed, new_id, pack, to_bytes, unpack
 _GOQUEUE = re.compile(rb"^(\d{1,20})/")
 
 PRIORITY = "brokerq-priority"  # header: the job's own beanstalkd priority, kept across retries
+GEN = "brokerq-job-gen"  # header: the generation of a job with a caller-chosen id (unique.py)
 HOLD = 1.0  # seconds before its time a job is made ready (the consumer holds it until due)
 MAX_DELAY = float(2**32 - 1)  # beanstalkd delays are unsigned 32-bit seconds
 
@@ -53,8 +54,10 @@ def encode(
     key: bytes | str | None = None,
     headers: Mapping[str, str] | None = None,
     goqueue: bool = False,
+    job_id: str | None = None,
 ) -> tuple[str, bytes]:
-    """Build ``(id, body)`` for a job due at ``not_before`` (unix seconds, None = now).
+    """Build ``(id, body)`` for a job due at ``not_before`` (unix seconds, None = now);
+    the id is ``job_id`` when given, else a new one.
 
     go-queue bodies carry neither key nor headers (so neither a priority nor a time limit).
     """
@@ -67,7 +70,7 @@ def encode(
         value=data,
         key=to_bytes(key) if key is not None else None,
         headers=dict(headers or {}),
-        id=new_id(),
+        id=job_id or new_id(),
         not_before=not_before,
     )
     return msg.id, pack(msg)

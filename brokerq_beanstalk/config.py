@@ -122,6 +122,9 @@ class DqConf(BaseModel):
         default=7 * 86400.0, ge=60.0, description="how long 'done' is remembered (outlive replicas)"
     )
     dead_ttl: Duration = Field(default=30 * 86400.0, ge=60.0, description="dead-letter records")
+    keep_done: Duration = Field(
+        default=3600.0, ge=0.0, description="how long Broker.job remembers a finished job (0: not)"
+    )
     replicas: int = Field(default=3, ge=1, description="copies written per job")
     min_written: int = Field(default=2, ge=1, description="copies that must be written")
     goqueue_compat: bool = Field(

@@ -41,6 +41,7 @@ class Consumer(BaseConsumer):
             middleware=middleware,
             shutdown_timeout=shutdown_timeout,
             time_limit=time_limit,
+            paused=self.broker.is_paused,
         )
 
     def consume(self, handler: Callable[..., Any]) -> None:

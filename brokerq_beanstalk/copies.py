@@ -12,16 +12,43 @@ lock. Redis Cluster clients (no connection pool) record synchronously.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis
 
 from brokerq.errors import ConnectionFailed
 from brokerq_beanstalk.guard import Guard
+from brokerq_beanstalk.lua import _REVOKE
 
 logger = logging.getLogger(__name__)
 
-MAX_UNREAD = 256  # answers left unread at most
+MAX_UNREAD = 256  # unread answers: the next write reads them first
+
+
+def copies_command(guard: Guard, job_id: str, due: float, copies: list[str]) -> tuple[Any, ...]:
+    """The SET that remembers where a job was written (``endpoint/job id``) until its due
+    time has passed by ``done_ttl``, so that any process can revoke it."""
+    ms = guard.done_ms + max(0, int((due - time.time()) * 1000))
+    return ("SET", guard.key(job_id, "copies"), f"{due!r} {','.join(copies)}", "PX", ms)
+
+
+def revoke(guard: Guard, job_id: str, known: bool = False) -> tuple[bool, list[str]]:
+    """Mark a job revoked unless it already ran, was dead-lettered or revoked, and free its
+    caller-chosen id.
+
+    ``known``: the caller knows the job exists (it holds its copies); otherwise only a
+    job whose copies are recorded here is marked. Returns (marked now, the recorded
+    copies). The mark lives ``done_ttl`` beyond the job's due time.
+    """
+    keys = [guard.key(job_id, k) for k in ("copies", "done", "unique")]
+    marked, record = guard.eval("revoke", _REVOKE, keys, [guard.done_ms, "1" if known else "0"])
+    copies: list[str] = []
+    if record:
+        _, _, listed = record.decode().partition(" ")
+        copies = [c for c in listed.split(",") if c]
+    return bool(marked), copies
 
 
 class CopiesLog:
@@ -36,9 +63,9 @@ class CopiesLog:
         """Send the record; ConnectionFailed when Redis cannot take it."""
         pool = self.guard.pool
         if pool is None:
-            self.guard.record_copies(job_id, due, copies)
+            self.guard.eval_command("copies", copies_command(self.guard, job_id, due, copies))
             return
-        command = self.guard.copies_command(job_id, due, copies)
+        command = copies_command(self.guard, job_id, due, copies)
         try:
             if self._unread >= MAX_UNREAD:
                 self.drain()
@@ -46,6 +73,30 @@ class CopiesLog:
                 self._conn = pool.get_connection()
             self._conn.send_packed_command(self._conn.pack_command(*command))
             self._unread += 1
+        except redis.RedisError as e:
+            self._drop()
+            raise ConnectionFailed(f"redis (copies): {e}") from e
+
+    def record_many(self, records: Sequence[tuple[str, float, list[str]]]) -> None:
+        """``record`` for several ``(job id, due, copies)`` in one write (answers read
+        later, as for ``record``); ConnectionFailed when Redis cannot take them."""
+        commands = [copies_command(self.guard, *r) for r in records]
+        pool = self.guard.pool
+        if not commands:
+            return
+        if pool is None:  # Redis Cluster: one pipeline, waited for
+            pipe = self.guard.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            self.guard.run("copies", pipe)
+            return
+        try:
+            if self._unread >= MAX_UNREAD:
+                self.drain()
+            if self._conn is None:
+                self._conn = pool.get_connection()
+            self._conn.send_packed_command(self._conn.pack_commands(commands))
+            self._unread += len(commands)
         except redis.RedisError as e:
             self._drop()
             raise ConnectionFailed(f"redis (copies): {e}") from e

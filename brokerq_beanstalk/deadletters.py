@@ -6,6 +6,10 @@ traceback, attempt, ref = ``endpoint/job id``, failed_at) pushed on ``<prefix>de
 beanstalkd can only peek the *first* buried job of a tube, so listing goes through that
 index, plus the first buried job of each node when it is not indexed (e.g. a body that could
 not be decoded). ``refs`` select by ref or by job id everywhere.
+
+A dead job with a caller-chosen id (brokerq_beanstalk.unique) that is retried takes its id
+again (its own generation, kept ``unique_for`` 0 after it ends); when a newer job holds the
+id meanwhile, it stays dead (logged), since the consumers would delete its copy as stale.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from typing import Any
 import greenstalk
 
 from brokerq.broker import DeadLetter
-from brokerq.errors import ConnectionFailed, DecodeError
+from brokerq.errors import ConnectionFailed, DecodeError, DuplicateJob
 from brokerq.message import Message
 from brokerq_beanstalk import codec
 from brokerq_beanstalk.admin import node_client
 from brokerq_beanstalk.config import Beanstalk, DqConf
 from brokerq_beanstalk.guard import Guard
+from brokerq_beanstalk.unique import reserve
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +160,13 @@ class DeadLetters:
         records = {r["ref"]: r for r in self.records(SCAN)}
         count = 0
         for letter in self.letters(SCAN, refs):
+            gen = letter.message.headers.get(codec.GEN)
+            if rerun and gen:
+                try:
+                    reserve(self.guard, letter.message.id, gen, None, 0.0)
+                except DuplicateJob as e:
+                    logger.warning("%s: %s left dead: %s by a newer job", verb, letter.ref, e)
+                    continue
             rec = records.get(letter.ref)
             if rec is not None:
                 self.forget(rec, rerun=rerun)

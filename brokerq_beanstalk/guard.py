@@ -12,6 +12,9 @@ one job. Hot paths take many jobs per round trip (``acquire_many``, ``mark_done_
     <prefix>{<id>}:retry   "<attempt> <due>"     the next attempt and when it may start
     <prefix>{<id>}:copies  "<due> <ep/jid>,..."  where the producer wrote the job (revoke)
     <prefix>{<id>}:dead    JSON error record     PX dead_ttl
+    <prefix>{<id>}:unique  "<gen> <created> <due> <unique_for ms>"  a caller-chosen id's
+                           reservation (brokerq_beanstalk.unique): live job, then unique_for
+    <prefix>{<id>}:fin     "<done|dead> <ended> <created>"  PX keep_done (Broker.job)
     <prefix>dead           list of dead records  the dead-letter index (LPUSH / LRANGE)
 
 Attempts live in Redis, not in job bodies: beanstalkd cannot rewrite a body and the other
@@ -36,7 +39,7 @@ from redis.cluster import RedisCluster
 
 from brokerq.errors import ConnectionFailed
 from brokerq_beanstalk.config import RedisConf
-from brokerq_beanstalk.lua import _ACQUIRE, _DONE, _GIVE_BACK, _RELEASE, _RENEW, _REVOKE
+from brokerq_beanstalk.lua import _ACQUIRE, _DONE, _END, _GIVE_BACK, _RELEASE, _RENEW
 from brokerq_beanstalk.redisconn import connect, describe
 
 __all__ = ["Claimed", "Guard", "connect", "describe"]
@@ -72,6 +75,13 @@ class Claimed:
     due: float | None
 
 
+def parse_retry(raw: bytes) -> tuple[int, float, str]:
+    """A ``retry`` record → (next attempt, its unix due time, the last error)."""
+    attempt, _, rest = raw.decode(errors="replace").partition(" ")
+    due, _, error = rest.partition(" ")
+    return int(attempt), float(due), error
+
+
 class Guard:
     """Claim / renew / release / done marks for jobs, keyed by brokerq id."""
 
@@ -83,6 +93,7 @@ class Guard:
         claim_ttl: float = 15.0,
         done_ttl: float = 7 * 86400.0,
         dead_ttl: float = 30 * 86400.0,
+        keep_done: float = 3600.0,
         endpoint: str = "",
     ) -> None:
         self.client = client
@@ -91,6 +102,7 @@ class Guard:
         self.claim_ms = int(claim_ttl * 1000)
         self.done_ms = int(done_ttl * 1000)
         self.dead_ms = int(dead_ttl * 1000)
+        self.keep_ms = int(keep_done * 1000)
         self._group: list[_Waiter] = []
         self._group_lock = threading.Lock()
         self._group_busy = False
@@ -149,6 +161,14 @@ class Guard:
             logger.debug("redis cluster: slot map refresh failed: %s", e)
 
     # -- single operations ------------------------------------------------------------------
+    def eval(self, what: str, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run one Lua ``script`` on ``keys`` (one hash tag); ConnectionFailed naming ``what``."""
+        return self.eval_command(what, ("EVAL", script, len(keys), *keys, *args))
+
+    def eval_command(self, what: str, command: tuple[Any, ...]) -> Any:
+        """Run one command and return its answer; ConnectionFailed naming ``what``."""
+        return self._batch(what, [command])[0]
+
     def claim(self, job_id: str, token: str, ttl: float | None = None) -> bool:
         """SET claim NX PX: True when this token now owns the job."""
         pipe = self.client.pipeline(transaction=False)
@@ -169,34 +189,40 @@ class Guard:
         """Claim and, in the same round trip, read the done mark and the retry state."""
         return self.acquire_many([(job_id, token)])[0]
 
-    def acquire_many(self, jobs: list[tuple[str, str]]) -> list[Claimed]:
+    def acquire_many(
+        self, jobs: list[tuple[str, str]], gens: list[str] | None = None
+    ) -> list[Claimed]:
         """``acquire`` for several ``(id, token)`` in one round trip.
 
         The reads run after the SET on the same server (same hash slot), so a claim won after
-        another owner's ``retry`` also sees the attempt that owner recorded.
+        another owner's ``retry`` also sees the attempt that owner recorded. ``gens``: each
+        job's generation (caller-chosen ids, brokerq_beanstalk.unique; "" for none): a copy
+        of an earlier job with the same id is not claimed, its ``done`` is ``stale``.
         """
+        gens = gens or [""] * len(jobs)
         key, ms, done_ms = self.key, self.claim_ms, self.done_ms
         cmds = [
             (
                 "EVAL",
                 _ACQUIRE,
-                4,
+                5,
                 key(i, "claim"),
                 key(i, "done"),
                 key(i, "retry"),
                 key(i, "claims"),
+                key(i, "unique"),
                 token,
                 ms,
                 done_ms,
+                gen,
             )
-            for i, token in jobs
+            for (i, token), gen in zip(jobs, gens, strict=True)
         ]
         out: list[Claimed] = []
         for got, done, retry, taken in self._batch("claim", cmds):
             attempt, due = 1, None
             if retry:
-                a, _, d = retry.decode().partition(" ")
-                attempt, due = int(a), float(d)
+                attempt, due, _ = parse_retry(retry)
             attempt = max(attempt, int(taken))
             out.append(Claimed(bool(got), done.decode() if done else None, attempt, due))
         return out
@@ -230,11 +256,22 @@ class Guard:
 
     def mark_done_many(self, jobs: list[tuple[str, str | None]], status: str = "done") -> None:
         """``mark_done`` for several ``(id, token)`` in one round trip."""
-        key, ms = self.key, self.done_ms
+        key, ms, keep, now = self.key, self.done_ms, self.keep_ms, repr(time.time())
         cmds = [
-            ("SET", key(i, "done"), status, "PX", ms)
-            if token is None
-            else ("EVAL", _DONE, 2, key(i, "done"), key(i, "claim"), status, ms, token)
+            (
+                "EVAL",
+                _DONE,
+                4,
+                key(i, "done"),
+                key(i, "claim"),
+                key(i, "unique"),
+                key(i, "fin"),
+                status,
+                ms,
+                token or "",
+                now,
+                keep,
+            )
             for i, token in jobs
         ]
         self._batch("mark_done", cmds)
@@ -281,44 +318,14 @@ class Guard:
         """The connection pool of a plain or Sentinel client (None for Cluster)."""
         return self._pool
 
-    def copies_command(self, job_id: str, due: float, copies: list[str]) -> tuple[Any, ...]:
-        """The SET that remembers where a job was written (``endpoint/job id``) until its due
-        time has passed by ``done_ttl``, so that any process can revoke it."""
-        ms = self.done_ms + max(0, int((due - time.time()) * 1000))
-        return ("SET", self.key(job_id, "copies"), f"{due!r} {','.join(copies)}", "PX", ms)
-
-    def record_copies(self, job_id: str, due: float, copies: list[str]) -> None:
-        """Run ``copies_command`` and wait for it."""
-        self._batch("copies", [self.copies_command(job_id, due, copies)])
-
-    def revoke(self, job_id: str, known: bool = False) -> tuple[bool, list[str]]:
-        """Mark a job revoked unless it already ran, was dead-lettered or revoked.
-
-        ``known``: the caller knows the job exists (it holds its copies); otherwise only a
-        job whose copies are recorded here is marked. Returns (marked now, the recorded
-        copies). The mark lives ``done_ttl`` beyond the job's due time.
-        """
+    def schedule_retry(
+        self, job_id: str, token: str, attempt: int, due: float, error: str = ""
+    ) -> None:
+        """Record the next attempt, its time and the last error (its first 500 characters),
+        then release the claim (in that order)."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.execute_command(
-            "EVAL",
-            _REVOKE,
-            2,
-            self.key(job_id, "copies"),
-            self.key(job_id, "done"),
-            self.done_ms,
-            "1" if known else "0",
-        )
-        marked, record = self.run("revoke", pipe)[0]
-        copies: list[str] = []
-        if record:
-            _, _, listed = record.decode().partition(" ")
-            copies = [c for c in listed.split(",") if c]
-        return bool(marked), copies
-
-    def schedule_retry(self, job_id: str, token: str, attempt: int, due: float) -> None:
-        """Record the next attempt and its time, then release the claim (in that order)."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.key(job_id, "retry"), f"{attempt} {due!r}", px=self.done_ms)
+        value = f"{attempt} {due!r} {error[:500]}"
+        pipe.set(self.key(job_id, "retry"), value, px=self.done_ms)
         self._unclaim(pipe, job_id, token)
         self.run("retry", pipe)
 
@@ -352,6 +359,20 @@ class Guard:
         pipe.set(self.key(job_id, "dead"), record, px=self.dead_ms)
         pipe.lpush(f"{self.prefix}dead", record)
         pipe.pexpire(f"{self.prefix}dead", self.dead_ms)
+        pipe.execute_command(
+            "EVAL",
+            _END,
+            4,
+            self.key(job_id, "done"),
+            self.key(job_id, "claim"),
+            self.key(job_id, "unique"),
+            self.key(job_id, "fin"),
+            "dead",
+            "",
+            "",
+            repr(time.time()),
+            self.keep_ms,
+        )
         self._unclaim(pipe, job_id, token)
         self.run("dead", pipe)
 

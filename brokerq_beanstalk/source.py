@@ -36,7 +36,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -47,10 +47,11 @@ from brokerq.message import Message
 from brokerq.outcome import Failure
 from brokerq_beanstalk import codec
 from brokerq_beanstalk._node import Handle, Node
-from brokerq_beanstalk.claims import Claims, Pending, RedisPause
+from brokerq_beanstalk.claims import Claims, RedisPause
 from brokerq_beanstalk.config import Beanstalk
 from brokerq_beanstalk.guard import Claimed, Guard
 from brokerq_beanstalk.replicas import Replicas
+from brokerq_beanstalk.settling import Settling
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ HOLD_MAX = codec.HOLD + 2.0  # a copy due within this is held in memory, not rel
 GIVE_BACK_AFTER = 0.3  # seconds a due job may wait here with no thread free to start it
 
 
-class BeanstalkSource(Source):
+class BeanstalkSource(Settling, Source):
     """Receives from every node at once; ack / retry / dead / release from any thread."""
 
     def __init__(
@@ -134,7 +135,9 @@ class BeanstalkSource(Source):
         due = time.time() + max(0.0, delay)
         self._settle(
             delivery,
-            lambda: self.guard.schedule_retry(msg.id, h.token, msg.attempt + 1, due),
+            lambda: self.guard.schedule_retry(
+                msg.id, h.token, msg.attempt + 1, due, str(Failure.parse(error))
+            ),
             "release",
             codec.beanstalk_delay(delay),
             "release",
@@ -272,7 +275,10 @@ class BeanstalkSource(Source):
 
     def _claim(self, node: Node, ask: list[tuple[int, Message, str]]) -> None:
         try:
-            got = self.guard.acquire_many([(msg.id, token) for _, msg, token in ask])
+            got = self.guard.acquire_many(
+                [(msg.id, token) for _, msg, token in ask],
+                [msg.headers.get(codec.GEN, "") for _, msg, _ in ask],
+            )
         except ConnectionFailed as e:
             self._redis.failed(e)
             for job_id, msg, token in ask:
@@ -293,7 +299,7 @@ class BeanstalkSource(Source):
             c.node.submit(op, c, delay)
 
     def _claimed(self, node: Node, job_id: int, msg: Message, token: str, got: Claimed) -> None:
-        if got.done is not None:  # done, dead or revoked: every copy goes
+        if got.done is not None:  # done, dead, revoked or stale: every copy goes
             self._not_ours(node, job_id, msg, token, "delete", 0)
             return
         if not got.claimed:  # running elsewhere: look again when that claim would have expired
@@ -356,44 +362,3 @@ class BeanstalkSource(Source):
             logger.debug("job %s: no thread free to start it, given back", d.message.id)
             self._gave_back = True
             self.release(d)
-
-    # -- settling ---------------------------------------------------------------------------
-    def _settle(
-        self,
-        delivery: Delivery[Handle],
-        record: Callable[[], None],
-        op: str,
-        delay: int = 0,
-        copies_op: str = "delete",
-    ) -> None:
-        """Record the outcome in Redis, then ``op`` the copy and ``copies_op`` its other copies.
-
-        Held copies are only touched by the node threads, never settled, until the record
-        is in Redis: a done mark always precedes every delete.
-        """
-        self._claims.remove(delivery.handle.token)  # the record below drops the claim
-        try:
-            record()
-        except ConnectionFailed as e:
-            logger.warning(
-                "job %s: redis down, %s kept reserved until it can be recorded: %s",
-                delivery.message.id,
-                op,
-                e,
-            )
-            self._claims.defer(
-                Pending(
-                    delivery.message.id,
-                    record,
-                    lambda: self._submit(delivery, op, delay, copies_op),
-                )
-            )
-            return
-        self._submit(delivery, op, delay, copies_op)
-
-    def _submit(self, delivery: Delivery[Handle], op: str, delay: int, copies_op: str) -> None:
-        h = delivery.handle
-        h.node.submit(op, h, delay)
-        for c in self._replicas.drop(delivery.message.id, h.token):
-            c.priority = h.priority
-            c.node.submit(copies_op, c, delay if copies_op == "release" else 0)

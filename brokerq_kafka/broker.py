@@ -1,24 +1,31 @@
-"""``KafkaBroker``: the kq backend as seen by the core (producers, sources, dead letters)."""
+"""``KafkaBroker``: the kq backend as seen by the core (producers, sources, dead letters,
+job control)."""
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
+import time
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import BaseModel
 
-from brokerq.broker import Broker, Capabilities, DeadLetter, WorkerInfo
-from brokerq.errors import ConfigError, ConnectionFailed
-from brokerq.tls import handshake_error
-from brokerq_kafka import _wire
-from brokerq_kafka._dlqadmin import DeadLetterAdmin, make_ref
+from brokerq.broker import Broker, Capabilities, DeadLetter, JobInfo, WorkerInfo
+from brokerq.enqueue import check_job_id
+from brokerq.errors import ConfigError
+from brokerq_kafka import _wire, probe
+from brokerq_kafka._dlqadmin import DeadLetterAdmin
+from brokerq_kafka._dlqrefs import make_ref
 from brokerq_kafka._errors import translate
 from brokerq_kafka.config import KqConf
+from brokerq_kafka.control import PauseWatch, read_flag, write_flag
+from brokerq_kafka.deadjobs import dead_job
+from brokerq_kafka.lag import LagProbe, dead_listing, lag_stats
 from brokerq_kafka.pusher import Pusher
+from brokerq_kafka.sharelimit import PartitionShareLimiter
 from brokerq_kafka.source import KafkaSource
 from brokerq_kafka.workers import members
 
@@ -34,6 +41,12 @@ class KafkaBroker(Broker):
     ``counts_redeliveries``: a record whose consumer died while running it comes back with
     ``attempt + 1`` once the group knows it was in flight (brokerq_kafka.offsets): a handler
     that kills its process runs at most ``max_attempts + 1`` times.
+
+    Job control (issue 15): ``pause``/``resume`` write the group's flag to the compacted
+    ``<topic>.brokerq-control`` topic (brokerq_kafka.control); ``job`` finds dead letters only
+    (``job_lookup`` stays False); ``rate_limiter`` splits the limit by partition share
+    (brokerq_kafka.sharelimit); ``job_id=`` on push is refused (a Kafka topic cannot refuse
+    a duplicate record).
     """
 
     name: ClassVar[str] = "kafka"
@@ -45,8 +58,8 @@ class KafkaBroker(Broker):
         counts_redeliveries=True,
         idempotent_push=False,
         idempotent_delay=False,
-        job_lookup=False,
-        pause=False,
+        job_lookup=False,  # dead letters only: KafkaBroker.job
+        pause=True,
         dead_letters=True,
     )
 
@@ -55,6 +68,9 @@ class KafkaBroker(Broker):
         self._reader: Consumer | None = None
         self._admin: DeadLetterAdmin | None = None
         self._lock = threading.Lock()
+        self._watch: PauseWatch | None = None
+        self._sources: weakref.WeakSet[KafkaSource] = weakref.WeakSet()
+        self._total: tuple[float, int] = (0.0, 0)  # (read at, monotonic seconds; partitions)
 
     def producer(self) -> Pusher:
         return Pusher(
@@ -65,7 +81,11 @@ class KafkaBroker(Broker):
         )
 
     def source(self, prefetch: int | None = None) -> KafkaSource:
-        return KafkaSource(self.conf, prefetch=prefetch)
+        """A new group member. Once this broker's ``is_paused`` was asked (the Worker does
+        before it starts), the member also stops fetching while the group is paused."""
+        source = KafkaSource(self.conf, prefetch=prefetch, hold=self._held)
+        self._sources.add(source)
+        return source
 
     def fire_store(self, namespace: str) -> KafkaFireStore:
         """Schedule fires by one fenced transactional writer (brokerq_kafka.fires)."""
@@ -86,53 +106,9 @@ class KafkaBroker(Broker):
     def check(self) -> None:
         """ConnectionFailed naming the bootstrap servers and the reason (TLS, SASL, no answer
         within 5 s), or when the topic is missing and the broker would not create it on the
-        first push. A missing topic the broker will create is logged as a warning (a worker
-        started now reads it from its start)."""
-        reasons: list[KafkaError] = []
-        config = self.conf.reader_config(self.conf.group, error_cb=reasons.append)
-        try:
-            probe = Consumer(config)
-        except (KafkaException, ValueError, TypeError) as e:
-            raise translate(e, f"kafka client config for {self.conf.topic!r}") from e
-        try:
-            probe.list_topics(timeout=5)
-        except KafkaException as e:
-            probe.poll(0.1)  # serves error_cb: the TLS or SASL failure, if there was one
-            why = self._why(e, reasons)
-            raise ConnectionFailed(f"kafka {','.join(self.conf.brokers)}: {why}") from e
-        finally:
-            probe.close()
-        problem = self.missing_topic()
-        if problem is None:
-            return
-        if self.auto_creates_topics() is False:
-            raise ConnectionFailed(problem + ": create it")
-        logger.warning("%s", problem)
-
-    def _why(self, e: KafkaException, reasons: list[KafkaError]) -> str:
-        """One line: librdkafka's first specific error, made precise for TLS failures."""
-        specific = [r for r in reasons if r.code() != KafkaError._ALL_BROKERS_DOWN]
-        if not specific:
-            return f"no answer within 5s: {e}"
-        text = str(specific[0].str()).split(" (after ")[0]
-        tls = str(self.conf.security().get("security.protocol", "")).endswith("SSL")
-        if tls and ("SSL" in text or "certificate" in text):
-            # librdkafka says "certificate verify failed" for every cause: ask OpenSSL why
-            where = re.search(r"://([^/\s]+):(\d+)/", text)
-            host, port = (
-                (where.group(1), where.group(2)) if where else self.conf.brokers[0].rsplit(":", 1)
-            )
-            precise = handshake_error(
-                host.strip("[]"),
-                int(port),
-                ca_file=self.conf.ca_file,
-                cert_file=self.conf.cert_file,
-                key_file=self.conf.key_file,
-                check_hostname=self.conf.ssl_check_hostname,
-            )
-            if precise:
-                return f"{host}:{port}: {precise}"
-        return text
+        first push (brokerq_kafka.probe). A missing topic the broker will create is logged as
+        a warning (a worker started now reads it from its start)."""
+        probe.check(self.conf, self.missing_topic)
 
     def check_notes(self) -> list[str]:
         problem = self.missing_topic()
@@ -142,52 +118,38 @@ class KafkaBroker(Broker):
         """What is wrong with the topic (it does not exist yet, and whether the broker will
         create it on the first push), or None when it exists. ConnectionFailed when no
         broker answers within 5 s."""
-        try:
-            md = self._client().list_topics(timeout=5)
-        except KafkaException as e:
-            raise ConnectionFailed(
-                f"kafka {','.join(self.conf.brokers)}: no answer within 5s: {e}"
-            ) from e
-        topic = md.topics.get(self.conf.topic)
-        if topic is not None and topic.error is None:
-            return None
-        how = {
-            True: "the broker creates it on the first push",
-            False: "the broker does not create topics on first use "
-            "(auto.create.topics.enable=false)",
-            None: "whether the broker creates it on first use is unknown",
-        }[self.auto_creates_topics()]
-        return f"kafka topic {self.conf.topic!r} does not exist yet: {how}"
+        return probe.missing_topic(self.conf, self._client())
 
     def auto_creates_topics(self) -> bool | None:
         """The brokers' ``auto.create.topics.enable`` (None when it cannot be read)."""
-        from confluent_kafka.admin import AdminClient
-        from confluent_kafka.admin._config import ConfigResource
-
-        try:
-            admin = AdminClient(self.conf.reader_config(f"{self.conf.group}.admin"))
-            md = admin.list_topics(timeout=5)
-            broker_id = next(iter(md.brokers))
-            res = ConfigResource(ConfigResource.Type.BROKER, str(broker_id))
-            entries = admin.describe_configs([res])[res].result(timeout=5)
-            value = entries["auto.create.topics.enable"].value
-            return str(value).lower() == "true"
-        except Exception:
-            return None
+        return probe.auto_creates_topics(self.conf)
 
     def stats(self) -> dict[str, int]:
-        """pending: messages not yet committed by the group; retrying: records in the retry
-        topics not yet committed; dead: dead letters still listed."""
+        """pending: messages not yet committed by the group (sum of ``lag:<partition>``,
+        commit markers of transactions excluded: brokerq_kafka.lag); oldest_age_seconds:
+        age of the oldest first-unconsumed record (when the probe read it in time); retrying:
+        records in the retry topics not yet committed; dead: dead letters still listed;
+        paused: 1 while the group is paused."""
         from brokerq_kafka.retrytopics import retry_topics
 
         try:
             with self._lock:
-                pending = self._pending(self.conf.topic)
+                lags = self._lag().measure(
+                    self._client(), self.conf.topic, self._partitions(self.conf.topic)
+                )
                 retrying = sum(self._pending(t) for t in retry_topics(self.conf))
                 dead = self._dlq().open_count()
         except KafkaException as e:
             raise translate(e, f"kafka stats for {self.conf.topic!r}") from e
-        return {"pending": pending, "retrying": retrying, "dead": dead}
+        watch = self._watch
+        paused = watch.current if watch is not None else read_flag(self.conf)
+        return {"retrying": retrying, "dead": dead, "paused": int(paused), **lag_stats(lags)}
+
+    def _lag(self) -> LagProbe:
+        probe: LagProbe | None = self.__dict__.get("_lag_probe")
+        if probe is None:
+            probe = self.__dict__["_lag_probe"] = LagProbe(self.conf, self.conf.group)
+        return probe
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
         """The DLQ records after the ``<group>.dlq-admin`` group's commits (ref
@@ -200,6 +162,10 @@ class KafkaBroker(Broker):
         if refs is not None:
             letters = [d for d in letters if d.ref in refs or d.message.id in refs]
         return letters[:limit]
+
+    def jobs(self, state: str, limit: int = 50, offset: int = 0) -> list[JobInfo]:
+        """Dead letters only; other states raise NotSupported (brokerq_kafka.lag.listing)."""
+        return dead_listing(self, state, limit, offset)
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
         """Republish dead letters (all, or those refs / message ids) to the topic at attempt
@@ -222,7 +188,72 @@ class KafkaBroker(Broker):
         with self._lock:
             return self._dlq().retry(resolved, republish=False)
 
+    # -- job control (issue 15) -------------------------------------------------------------
+    def job(self, job_id: str) -> JobInfo:
+        """The dead letter whose message id (or ref) is ``job_id``: state "dead" with its
+        attempt, last error and failure time (brokerq_kafka.deadjobs). Kafka keeps no
+        per-job state, so any other id raises NotSupported, saying so."""
+        check_job_id(job_id)
+        with self._lock:
+            records = self._dlq().records(10_000)
+        return dead_job(records, job_id, self.conf.topic)
+
+    def pause(self) -> None:
+        """Pause the group: every member stops starting jobs within a second (running ones
+        finish; what was fetched is given back, uncommitted) and stops fetching. The flag is
+        a record in ``<topic>.brokerq-control`` (created if missing), so it holds for members
+        started later. DeliveryError when Kafka does not acknowledge it."""
+        self._write(True)
+
+    def resume(self) -> None:
+        """Undo ``pause`` for every member of the group."""
+        self._write(False)
+
+    def is_paused(self) -> bool:
+        """The group's flag as this process last read it (a background reader keeps it; the
+        first call waits until the control topic was read to its end)."""
+        watch = self._watch
+        if watch is None:
+            with self._lock:
+                if self._watch is None:
+                    self._watch = PauseWatch(self.conf)
+                watch = self._watch
+        return watch.paused()
+
+    def rate_limiter(self) -> PartitionShareLimiter:
+        """The group's limit split among its members by their share of the topic's
+        partitions (brokerq_kafka.sharelimit): this process may start ``limit x owned /
+        total`` per period."""
+        return PartitionShareLimiter(self._share)
+
+    def _write(self, paused: bool) -> None:
+        offset = write_flag(self.conf, paused)
+        watch = self._watch
+        if watch is not None:  # this process's own is_paused answers the new flag at once
+            watch.wait_past(offset, 5.0)
+        logger.info("kafka group %s %s", self.conf.group, "paused" if paused else "resumed")
+
+    def _held(self) -> bool:
+        watch = self._watch
+        return watch is not None and watch.current
+
+    def _share(self) -> tuple[int, int]:
+        """(partitions of the main topic our sources own, partitions it has)."""
+        owned = sum(s.owned() for s in list(self._sources))
+        read_at, total = self._total
+        if not total or time.monotonic() - read_at > 30:
+            try:
+                with self._lock:
+                    total = len(self._partitions(self.conf.topic))
+            except KafkaException as e:
+                logger.warning("kafka %s: partition count unknown: %s", self.conf.topic, e)
+            self._total = (time.monotonic(), total)
+        return owned, total
+
     def close(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
         with self._lock:
             if self._reader is not None:
                 self._reader.close()
@@ -230,6 +261,9 @@ class KafkaBroker(Broker):
             if self._admin is not None:
                 self._admin.close()
                 self._admin = None
+            probe = self.__dict__.pop("_lag_probe", None)
+            if probe is not None:
+                probe.close()
 
     # -- internals ---------------------------------------------------------------------------
     def _resolve(self, refs: list[str] | None) -> list[str] | None:

@@ -14,13 +14,13 @@ those promises is a ``ConfigError`` naming the key, never a silent override:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from brokerq.errors import ConfigError
+from brokerq_kafka.rdlog import LIBRDKAFKA_LOG, LIBRDKAFKA_LOGGER
 
-LIBRDKAFKA_LOGGER = logging.getLogger("brokerq_kafka.librdkafka")
+__all__ = ["LIBRDKAFKA_LOGGER", "Role", "build", "security_config"]
 
 Role = Literal["durable", "producer", "consumer", "reader", "admin"]
 
@@ -69,7 +69,7 @@ def build(
             )
         if key in _CALLBACKS or (internal is not None and key in internal):
             raise ConfigError(f"kq client_config: {key!r} is set by brokerq; remove the key")
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOGGER}
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG}
     conf.update(security or {})
     conf.update(defaults or {})
     conf.update(user)

@@ -3,7 +3,8 @@
 It subscribes to the main topic and its retry topics, consumes batches into the core
 ``Dispatcher`` (pausing every partition when the dispatcher is full, and a retry partition
 until its head record is due), hands records out only as the offset book allows
-(brokerq_kafka.offsets), applies settled offsets, commits, and serves rebalance callbacks.
+(brokerq_kafka.offsets), applies settled offsets, commits, and serves rebalance callbacks
+(brokerq_kafka.rebalance).
 Worker threads never call the consumer: they settle through the book's lock-free deque.
 """
 
@@ -12,9 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -30,14 +31,13 @@ from brokerq_kafka._writer import DurableWriter
 from brokerq_kafka.config import KqConf
 from brokerq_kafka.keyholds import KeyHolds
 from brokerq_kafka.offsets import TP, Handle, OffsetBook, PartitionState
+from brokerq_kafka.rebalance import KDelivery, Rebalancing
 from brokerq_kafka.tracker import PartitionTracker
 
 logger = logging.getLogger(__name__)
 
-KDelivery = Delivery[Handle]
 
-
-class Poller:
+class Poller(Rebalancing):
     """Owns the consumer; runs ``run()`` on its own thread until ``stop()``."""
 
     def __init__(
@@ -49,8 +49,10 @@ class Poller:
         *,
         batch_size: int = 500,
         room_wait: float = 0.5,
+        hold: Callable[[], bool] | None = None,
     ) -> None:
         self.conf = conf
+        self.hold = hold  # True while the group is paused (brokerq_kafka.control): fetch nothing
         self.topic = conf.topic
         self.dispatcher = dispatcher
         self.writer = writer
@@ -118,8 +120,14 @@ class Poller:
     def _room(self) -> int:
         """How many records to fetch now; pauses every partition while the dispatcher stays
         full for ``room_wait`` (pausing drops what librdkafka prefetched, so it is kept for
-        handlers that are really slow)."""
+        handlers that are really slow). While ``hold()`` says the group is paused every
+        partition stays paused too, and resumes once the dispatcher drained as usual."""
         d = self.dispatcher
+        if self.hold is not None and self.hold():
+            if not self._room_paused:
+                self._room_paused = True
+                self._set_paused(True)
+            return self.batch_size
         if self._room_paused:
             if len(d) <= d.low_water:
                 self._room_paused = False
@@ -331,82 +339,6 @@ class Poller:
             if high is not None and high >= 0 and pos is not None:
                 lag[tp] = max(0, high - pos)
         self.lag = lag
-
-    # -- rebalance callbacks (inside consume(), on this thread) --------------------------------
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        try:
-            committed = consumer.committed(partitions, timeout=10)
-        except KafkaException as e:
-            logger.warning("kafka %s: reading committed offsets failed: %s", self.topic, e)
-            committed = [TopicPartition(p.topic, p.partition) for p in partitions]
-        start: list[TopicPartition] = []
-        for p in committed:
-            self.book.assign(p.topic, p.partition, p.offset, p.metadata)
-            self._trim_careful(consumer, (p.topic, p.partition))
-            fresh = p.offset < 0 and (
-                p.topic.startswith(self._retry_prefix)
-                or (self.missing_at_start and p.topic == self.topic)
-            )
-            start.append(
-                TopicPartition(p.topic, p.partition, OFFSET_BEGINNING)
-                if fresh
-                else TopicPartition(p.topic, p.partition)
-            )
-        if self._cooperative:
-            consumer.incremental_assign(start)
-        else:
-            consumer.assign(start)
-        if self._room_paused:
-            consumer.pause(partitions)
-        else:  # librdkafka keeps a partition's pause across lost + reassigned: clear it
-            consumer.resume(partitions)
-        logger.info(
-            "kafka %s assigned %s", self.topic, [f"{p.topic}[{p.partition}]" for p in partitions]
-        )
-
-    def _trim_careful(self, consumer: Consumer, tp: TP) -> None:
-        """A dead owner cannot have handed out records past today's end of the log."""
-        state = self.book.get(tp)
-        if state is None or state.careful_end is None:
-            return
-        try:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(*tp), timeout=5)
-        except KafkaException:
-            return
-        if high is not None and high >= 0:
-            state.careful_end = min(state.careful_end, high - 1)
-        logger.info(
-            "kafka %s[%d]: previous owner died; records up to %d go out one at a time",
-            tp[0],
-            tp[1],
-            state.careful_end,
-        )
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        states = self._forget(partitions)
-        try:
-            self.book.apply_done()
-            self._commit(states, clean=True, changed=False)
-        except Exception:
-            logger.exception("commit on revoke for %s failed", self.topic)
-        logger.info(
-            "kafka %s revoked %s", self.topic, [f"{p.topic}[{p.partition}]" for p in partitions]
-        )
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._forget(partitions)
-        logger.warning(
-            "kafka %s lost %s", self.topic, [f"{p.topic}[{p.partition}]" for p in partitions]
-        )
-
-    def _forget(self, partitions: list[TopicPartition]) -> list[PartitionState]:
-        """Stop tracking partitions we no longer own; drop their held and buffered records."""
-        states = [s for p in partitions if (s := self.book.revoke((p.topic, p.partition)))]
-        for p in partitions:
-            self._due_paused.pop((p.topic, p.partition), None)
-        gone = {id(s) for s in states}
-        self.dispatcher.remove(lambda d: id(d.handle.state) in gone)
-        return states
 
     # -- driver callbacks ----------------------------------------------------------------------
     def _on_record_error(self, err: KafkaError) -> None:

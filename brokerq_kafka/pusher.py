@@ -16,6 +16,7 @@ otherwise push takes its measured fast path.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import threading
 import time
@@ -29,7 +30,7 @@ from confluent_kafka import Producer as _KafkaProducer
 
 from brokerq.broker import Producer
 from brokerq.enqueue import refuse_options
-from brokerq.errors import ConfigError, DeliveryError, MessageTooLarge
+from brokerq.errors import ConfigError, DeliveryError, MessageTooLarge, NotSupported
 from brokerq.headers import with_options
 from brokerq.message import Message
 from brokerq.middleware import Middleware, MiddlewareChain
@@ -40,6 +41,12 @@ from brokerq_kafka._produce import produce_within
 from brokerq_kafka._wire import IdSource, record_headers, reported_message
 
 logger = logging.getLogger(__name__)
+
+NO_JOB_ID = (
+    "the kafka broker cannot enqueue with a caller-chosen job_id: a Kafka topic is an "
+    "append-only log that cannot refuse a duplicate record (use dq or sqlite for unique "
+    "jobs; kq schedules are idempotent by their fire ids)"
+)
 
 ErrorCallback = Callable[[Message, DeliveryError], None]
 
@@ -123,6 +130,9 @@ class Pusher(Producer):
             # Successes need no Python work unless a hook wants them.
             "delivery.report.only.error": not (sync or self._hooks),
         }
+        if self._chain.stats_interval is not None:  # a metrics middleware wants queue depth
+            internal["statistics.interval.ms"] = max(10, int(self._chain.stats_interval * 1000))
+            internal["stats_cb"] = self._on_stats
         if sync:
             # librdkafka must give up (and report) within push_timeout.
             internal["message.timeout.ms"] = max(1, int(self.push_timeout * 1000) - 200)
@@ -173,7 +183,10 @@ class Pusher(Producer):
         """Queue one message; with ``sync`` wait for the broker's ack (DeliveryError if none).
 
         Kafka has no priorities (order is per partition) and cannot refuse a duplicate id:
-        ``priority`` and ``job_id`` raise NotSupported.
+        ``priority`` and ``job_id`` / ``unique_for`` raise NotSupported (a topic is an
+        append-only log: a producer cannot ask whether a record with some id is still
+        waiting or running). kq-backed schedules are idempotent by their fire ids instead
+        (brokerq_kafka.fires).
         """
         if (
             job_id is not None
@@ -182,6 +195,8 @@ class Pusher(Producer):
             or time_limit is not None
             or type is not None
         ):
+            if job_id is not None or unique_for is not None:
+                raise NotSupported(NO_JOB_ID)
             refuse_options("kafka", job_id=job_id, unique_for=unique_for, priority=priority)
             headers = with_options(headers, time_limit=time_limit, type=type)
         if self._hooks:
@@ -358,6 +373,14 @@ class Pusher(Producer):
             self._failed += 1
             self._last_error = str(failure)
         logger.error("kafka delivery failed: %s", failure)
+
+    def _on_stats(self, text: str) -> None:
+        """librdkafka's statistics (JSON) to the middleware (queue depth for metrics)."""
+        try:
+            stats = json.loads(text)
+        except ValueError:
+            return
+        self._chain.client_stats(self.topic, stats)
 
     def _on_client_error(self, err: KafkaError) -> None:
         if err.fatal():

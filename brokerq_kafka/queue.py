@@ -4,7 +4,8 @@ the same Worker and source as ``brokerq run``.
 go-queue names stay as documented aliases: ``start()`` is ``consume()``; ``conns`` is the
 number of consumer-group members (one Worker each) and ``processors`` their concurrency.
 ``KqConf.processors`` and ``KqConf.retry`` are worker settings kept for one release: pass
-``concurrency=`` / ``retry=`` instead.
+``concurrency=`` / ``retry=`` instead. ``brokerq pause`` pauses a Queue as it does
+``brokerq run`` (the group's flag, brokerq_kafka.control).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Queue(Consumer):
                 middleware=middleware,
                 shutdown_timeout=shutdown_timeout,
                 time_limit=time_limit,
+                paused=self.broker.is_paused,
             )
             for _ in range(conf.conns)
         ]

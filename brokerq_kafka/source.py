@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from brokerq.broker import Delivery, Source
@@ -54,7 +54,9 @@ class KafkaSource(Source):
         prefetch: int | None = None,
         batch_size: int = 500,
         room_wait: float = 0.5,
+        hold: Callable[[], bool] | None = None,
     ) -> None:
+        """``hold``: True while the group is paused; the poller then fetches nothing."""
         self.conf = conf
         self.topic = conf.topic
         self.key_ordering = conf.key_ordering
@@ -70,6 +72,7 @@ class KafkaSource(Source):
             self.holds,
             batch_size=batch_size,
             room_wait=room_wait,
+            hold=hold,
         )
         self._settle = self.poller.book.settle
         self._thread: threading.Thread | None = None
@@ -157,6 +160,14 @@ class KafkaSource(Source):
 
     def assignment(self) -> list[TP]:
         return sorted(self.poller.book.states)
+
+    def owned(self) -> int:
+        """How many partitions of the main topic this member owns now (any thread: the
+        poller's dict is copied in one step under the GIL)."""
+        if self._closed:
+            return 0
+        topic = self.topic
+        return sum(1 for t, _p in list(self.poller.book.states) if t == topic)
 
     def stats(self) -> dict[str, Any]:
         ready, delayed = self.dispatcher.counts()

@@ -122,12 +122,13 @@ def unique_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def kafka_topic(kafka_bootstrap: str, unique_name: str) -> Iterator[str]:
-    """A fresh 4-partition topic, deleted after the test."""
+    """A fresh 4-partition topic, deleted after the test with its pause-flag topic (made by
+    workers and dashboards: brokerq_kafka.control)."""
     servers.create_topic(kafka_bootstrap, unique_name, partitions=4)
     try:
         yield unique_name
     finally:  # best effort: the broker may have been killed by the test
-        servers.delete_topics(kafka_bootstrap, [unique_name])
+        servers.delete_topics(kafka_bootstrap, [unique_name, f"{unique_name}.brokerq-control"])
 
 
 @pytest.fixture

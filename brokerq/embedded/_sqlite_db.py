@@ -48,9 +48,19 @@ CREATE TABLE IF NOT EXISTS jobs (
     failed_at REAL,
     priority INTEGER NOT NULL DEFAULT 2,
     error_type TEXT,
-    traceback TEXT
+    traceback TEXT,
+    unique_for REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (queue, state, not_before, id);
+CREATE TABLE IF NOT EXISTS paused (
+    queue TEXT PRIMARY KEY,
+    since REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rate_windows (
+    key TEXT PRIMARY KEY,
+    window REAL NOT NULL,
+    count INTEGER NOT NULL
+);
 """
 # Created after the migration below (an old file has no priority column until then).
 INDEXES = "CREATE INDEX IF NOT EXISTS jobs_next ON jobs (queue, state, priority, not_before, id);"
@@ -60,6 +70,7 @@ ADDED_COLUMNS = {
     "priority": "INTEGER NOT NULL DEFAULT 2",
     "error_type": "TEXT",
     "traceback": "TEXT",
+    "unique_for": "REAL",
 }
 
 COLUMNS = "id, value, key, headers, attempt, created_at, not_before"
@@ -67,6 +78,11 @@ COLUMNS = "id, value, key, headers, attempt, created_at, not_before"
 INSERT = (
     "INSERT INTO jobs (id, queue, value, key, headers, attempt, created_at, not_before, priority)"
     " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)"
+)
+# A job with a caller-chosen id (brokerq.embedded._sqlite_jobs reserves the id first).
+INSERT_UNIQUE = (
+    "INSERT INTO jobs (id, queue, value, key, headers, attempt, created_at, not_before, priority,"
+    " unique_for) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?)"
 )
 
 # A job is claimable when it is ready, due, and nobody holds a live lease on it.
@@ -87,15 +103,23 @@ NEXT = (
 CLAIM = (
     "UPDATE jobs SET lease_until = :until, owner = :owner,"
     " attempt = attempt + (lease_until IS NOT NULL)"
-    f" WHERE id = ({NEXT}) RETURNING {COLUMNS}"
+    f" WHERE id = ({NEXT}) RETURNING {COLUMNS}, unique_for"
 )
 CLAIM_BY_ID = (
     "UPDATE jobs SET lease_until = :until, owner = :owner,"
     " attempt = attempt + (lease_until IS NOT NULL) WHERE id = :id"
 )
-SELECT_BY_ID = f"SELECT {COLUMNS} FROM jobs WHERE id = ?"
+SELECT_BY_ID = f"SELECT {COLUMNS}, unique_for FROM jobs WHERE id = ?"
 
+# Finished jobs: state 'done' (or 'revoked') with ``failed_at`` = when it finished and
+# ``not_before`` = when to forget it (finished + max(keep_done, unique_for)): the jobs_due
+# index then serves the purge, and the ack still rewrites one row in one statement. With
+# keep_done 0 and no unique_for the ack deletes the row at once.
 ACK = "DELETE FROM jobs WHERE id = ? AND owner = ?"
+ACK_KEEP = (
+    "UPDATE jobs SET state = 'done', failed_at = ?, not_before = ?, lease_until = NULL,"
+    " owner = NULL WHERE id = ? AND owner = ?"
+)
 RETRY = (
     "UPDATE jobs SET not_before = ?, attempt = ?, error = ?, lease_until = NULL, owner = NULL"
     " WHERE id = ? AND owner = ?"
@@ -104,19 +128,29 @@ DEAD = (
     "UPDATE jobs SET state = 'dead', error = ?, error_type = ?, traceback = ?, failed_at = ?,"
     " lease_until = NULL, owner = NULL WHERE id = ? AND owner = ?"
 )
+PURGE_FINISHED = (
+    "DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs WHERE queue = ?"
+    " AND state IN ('done', 'revoked') AND not_before <= ? LIMIT ?)"
+)
 RELEASE = "UPDATE jobs SET lease_until = NULL, owner = NULL WHERE id = ? AND owner = ?"
 RENEW = "UPDATE jobs SET lease_until = ? WHERE id = ? AND owner = ?"
-REVOKE = (
-    "DELETE FROM jobs WHERE id = ? AND queue = ? AND state = 'ready'"
-    " AND (lease_until IS NULL OR lease_until <= ?)"
+_REVOCABLE = (
+    "id = :id AND queue = :queue AND state = 'ready'"
+    " AND (lease_until IS NULL OR lease_until <= :now)"
 )
+REVOKE = f"DELETE FROM jobs WHERE {_REVOCABLE}"
+REVOKE_KEEP = (
+    "UPDATE jobs SET state = 'revoked', failed_at = :now, not_before = :forget,"
+    f" lease_until = NULL, owner = NULL WHERE {_REVOCABLE}"
+)
+# Only ready and dead rows are counted (finished ones are skipped through the index).
 STATS = """
 SELECT
   SUM(state = 'ready' AND (lease_until IS NULL OR lease_until <= :now) AND not_before <= :now),
   SUM(state = 'ready' AND (lease_until IS NULL OR lease_until <= :now) AND not_before > :now),
   SUM(state = 'ready' AND lease_until > :now),
   SUM(state = 'dead')
-FROM jobs WHERE queue = :queue
+FROM jobs WHERE queue = :queue AND state IN ('ready', 'dead')
 """
 DEAD_LETTERS = (
     f"SELECT {COLUMNS}, error, failed_at, error_type, traceback FROM jobs"

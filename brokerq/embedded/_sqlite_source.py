@@ -21,6 +21,10 @@ from brokerq.errors import BrokerError, ConnectionFailed
 from brokerq.message import Message
 from brokerq.outcome import Failure
 
+PURGE_EVERY = 10.0  # seconds between two purges of finished jobs by one source
+PURGE_BATCH = 500  # rows deleted per write transaction
+PURGE_BATCHES = 200  # at most this many per purge (100k rows; the next purge continues)
+
 
 class _Broker(Protocol):
     """What a source needs of its SqliteBroker (no import of it: no cycle)."""
@@ -40,10 +44,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class _Lease:
-    """A delivery's handle: the job id and the owner token written when it was claimed."""
+    """A delivery's handle: the job id and the owner token written when it was claimed, and
+    the seconds its caller-chosen id stays reserved after it finished (None: no such id)."""
 
     id: str
     owner: str
+    unique_for: float | None = None
 
 
 def _message(row: tuple[Any, ...]) -> Message:
@@ -57,6 +63,16 @@ def _message(row: tuple[Any, ...]) -> Message:
         created_at=float(created_at),
         not_before=float(not_before) if not_before > created_at else None,
     )
+
+
+def _failure(row: tuple[Any, ...]) -> Failure:
+    """The failure stored with a dead row (its ``error``, ``error_type``, ``traceback``
+    columns, as SqliteBroker.dead_letters reads them)."""
+    text, error_type, tb = str(row[7] or ""), row[9], row[10] or ""
+    if error_type is None:  # dead-lettered by an older brokerq: only the text was kept
+        return Failure.parse(text, tb)
+    message = "" if text == error_type else text.removeprefix(f"{error_type}: ")
+    return Failure(error_type, message, tb)
 
 
 class SqliteSource(Source):
@@ -75,6 +91,8 @@ class SqliteSource(Source):
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._busy = False  # the last claim found a job: skip the probe
+        self._keep_done = broker.config.keep_done
+        self._purged = 0.0  # when finished rows were last purged (unix seconds)
 
     # -- receiving ---------------------------------------------------------------------------
     def receive(self, timeout: float) -> Delivery[Any] | None:
@@ -115,7 +133,8 @@ class SqliteSource(Source):
         if not rows:
             return None
         message = _message(rows[0])
-        delivery: Delivery[Any] = Delivery(message, _Lease(message.id, owner))
+        unique_for = rows[0][7]
+        delivery: Delivery[Any] = Delivery(message, _Lease(message.id, owner, unique_for))
         with self._held_lock:
             self._held[message.id] = (owner, delivery)
         self._start_heartbeat()
@@ -156,7 +175,15 @@ class SqliteSource(Source):
             )
 
     def ack(self, delivery: Delivery[Any]) -> None:
-        self._settle(delivery, "ack", sql.ACK)
+        """Delete the row, or keep it as 'done' for ``keep_done`` seconds (or its id's
+        ``unique_for``, when longer) so Broker.job can answer; one statement either way."""
+        unique_for = delivery.handle.unique_for
+        if not self._keep_done and unique_for is None:
+            self._settle(delivery, "ack", sql.ACK)
+            return
+        now = time.time()
+        forget = now + max(self._keep_done, unique_for or 0.0)
+        self._settle(delivery, "ack", sql.ACK_KEEP, now, forget)
 
     def retry(self, delivery: Delivery[Any], delay: float, error: Failure) -> None:
         due = time.time() + max(0.0, delay)
@@ -193,6 +220,9 @@ class SqliteSource(Source):
         Worker settles it first (it fails a job it abandons at the deadline)."""
         while not self._stop.wait(self._lease / 3):
             now = time.time()
+            if now - self._purged >= PURGE_EVERY:
+                self._purged = now
+                self._purge(now)
             until = now + self._lease
             renew: list[tuple[float, str, str]] = []
             expired: list[str] = []
@@ -224,6 +254,18 @@ class SqliteSource(Source):
                     del self._held[job_id]
             for job_id in lost:
                 logger.warning("sqlite %s: lost the lease of job %s", self._broker.path, job_id)
+
+    def _purge(self, now: float) -> None:
+        """Forget finished jobs past their keep time, a few hundred rows per short write
+        transaction (runs on the heartbeat thread: no thread of its own)."""
+        try:
+            for _ in range(PURGE_BATCHES):
+                with self._db.use("purge finished jobs") as conn:
+                    args = (self._broker.queue, now, PURGE_BATCH)
+                    if conn.execute(sql.PURGE_FINISHED, args).rowcount < PURGE_BATCH:
+                        return
+        except BrokerError as e:
+            logger.warning("%s; trying again later", e)
 
     def close(self) -> None:
         """Stop the heartbeat and close the connection. Idempotent.

@@ -9,6 +9,7 @@ YAML::
       poll_interval: 50ms       # sqlite only
       synchronous: full         # sqlite only
       priority: 2               # of jobs pushed without priority= (lower runs first)
+      keep_done: 1h             # how long finished jobs answer Broker.job (0: forget at once)
       backend: sqlite           # or memory (tests, examples)
 
 One model serves both brokers. The memory broker lives inside one process, so it refuses
@@ -68,6 +69,12 @@ class EmbeddedConf(BaseModel):
         ge=0,
         le=MAX_PRIORITY,
         description="priority of jobs pushed without priority= (lower runs first)",
+    )
+    keep_done: Duration = Field(
+        default=3600.0,
+        ge=0,
+        description="how long a finished (done or revoked) job is remembered, so Broker.job "
+        "answers 'done' rather than nothing; 0 = forget at once",
     )
     backend: Literal["sqlite", "memory"] = Field(default="sqlite", description="which broker")
 

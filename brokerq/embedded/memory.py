@@ -20,41 +20,32 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from brokerq.broker import (
     Broker,
     Capabilities,
     DeadLetter,
-    DelayProducer,
     Delivery,
-    Producer,
+    JobInfo,
     Source,
     WorkerInfo,
-    refuse_options,
 )
 from brokerq.dispatch import Dispatcher
+from brokerq.embedded import _listing
+from brokerq.embedded._memory_jobs import JobBook
+from brokerq.embedded._memory_jobs import MemoryJob as _Job
+from brokerq.embedded._memory_producers import MemoryDelayProducer, MemoryProducer
 from brokerq.embedded._workers import LiveWorkers
 from brokerq.embedded.config import EmbeddedConf, check_priority
 from brokerq.errors import BrokerError
-from brokerq.headers import with_options
-from brokerq.message import Message, to_bytes
+from brokerq.message import Message
 from brokerq.outcome import Failure
 from brokerq.ratelimit import LocalRateLimiter
 from brokerq.schedule.store import FireStore
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True, eq=False)
-class _Job:
-    """A message with its priority; ``token`` names its current delivery (0: waiting)."""
-
-    message: Message
-    priority: int
-    token: int = 0
 
 
 class MemoryBroker(Broker):
@@ -64,7 +55,15 @@ class MemoryBroker(Broker):
     name = "memory"
     section = "embedded"
     config_model = EmbeddedConf
-    capabilities = Capabilities(delay=True, priority=True, counts_redeliveries=True)
+    capabilities = Capabilities(
+        delay=True,
+        priority=True,
+        counts_redeliveries=True,
+        idempotent_push=True,
+        idempotent_delay=True,
+        job_lookup=True,
+        pause=True,
+    )
     in_process: ClassVar[bool] = True  # jobs live in this object: the CLI refuses it
 
     def __init__(self, config: EmbeddedConf | Mapping[str, Any] | None = None) -> None:
@@ -84,6 +83,8 @@ class MemoryBroker(Broker):
         self._tokens = itertools.count(1)
         self._closed = False
         self._live = LiveWorkers()
+        self._book = JobBook(config.keep_done)  # jobs by id (brokerq.embedded._memory_jobs)
+        self._paused = False
 
     # -- building blocks ---------------------------------------------------------------------
     def producer(self) -> MemoryProducer:
@@ -108,6 +109,22 @@ class MemoryBroker(Broker):
         if limiter is None:
             limiter = self.__dict__["_limiter"] = LocalRateLimiter()
         return limiter
+
+    # -- job control -------------------------------------------------------------------------
+    def job(self, job_id: str) -> JobInfo | None:
+        """What this broker knows of ``job_id`` (finished jobs for ``keep_done`` seconds)."""
+        with self._lock:
+            return self._book.lookup(job_id, time.time())
+
+    def pause(self) -> None:
+        """Set the flag every Worker of this broker polls (brokerq.worker)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+
+    def is_paused(self) -> bool:
+        return self._paused
 
     def check(self) -> None:
         """Always healthy while open."""
@@ -138,7 +155,12 @@ class MemoryBroker(Broker):
                 "delayed": delayed,
                 "in_flight": len(self._in_flight),
                 "dead": len(self._dead),
+                "oldest_age_seconds": _listing.memory_oldest_age(self),
             }
+
+    def jobs(self, state: str, limit: int = 50, offset: int = 0) -> list[JobInfo]:
+        """Jobs by state, in hand-out order (brokerq.listing; brokerq.embedded._listing)."""
+        return _listing.memory_jobs(self, state, limit, offset)
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
         """Dead letters, oldest first; ``refs`` are message ids (the ``ref`` shown)."""
@@ -152,14 +174,21 @@ class MemoryBroker(Broker):
             again = [e for e in self._dead if refs is None or e[0].ref in refs]
             self._dead = [e for e in self._dead if not (refs is None or e[0].ref in refs)]
             self._outstanding += len(again)
-        for letter, priority in again:
-            self._dispatch.put(_Job(replace(letter.message, attempt=1, not_before=None), priority))
+            jobs = [_Job(replace(d.message, attempt=1, not_before=None), p) for d, p in again]
+            for job in jobs:
+                self._book.drop(job.message.id)
+                self._book.add(job)
+        for job in jobs:
+            self._dispatch.put(job)
         return len(again)
 
     def purge_dead(self, refs: list[str] | None = None) -> int:
         """Delete dead letters (all when ``refs`` is None); return how many."""
         with self._lock:
             kept = [e for e in self._dead if refs is not None and e[0].ref not in refs]
+            for letter, _ in self._dead:
+                if refs is None or letter.ref in refs:
+                    self._book.drop(letter.message.id)
             count = len(self._dead) - len(kept)
             self._dead = kept
             return count
@@ -177,10 +206,15 @@ class MemoryBroker(Broker):
             raise TimeoutError(f"memory broker not idle after {timeout}s: {self.stats()}")
 
     # -- internals ---------------------------------------------------------------------------
-    def _enqueue(self, jobs: list[tuple[_Job, float | None]]) -> None:
+    def _enqueue(self, jobs: list[tuple[_Job, float | None]], job_id: str | None = None) -> None:
+        """Queue jobs (``job_id``: the one job's caller-chosen id, reserved first)."""
         with self._lock:
             if self._closed:
                 raise BrokerError("memory broker is closed")
+            if job_id is not None:
+                self._book.reserve(job_id, time.time())
+            for job, _ in jobs:
+                self._book.add(job)
             self._outstanding += len(jobs)
         now = [job for job, due in jobs if due is None]
         if now:
@@ -207,94 +241,11 @@ class MemoryBroker(Broker):
         removed = self._dispatch.remove(lambda job: job.message.id == job_id)
         if removed:
             with self._lock:
+                now = time.time()
+                for job in removed:
+                    self._book.finish(job, "revoked", now)
                 self._finished(len(removed))
         return bool(removed)
-
-
-class MemoryProducer(Producer):
-    """Pushes into a ``MemoryBroker``; every push is visible to its sources at once."""
-
-    def __init__(self, broker: MemoryBroker) -> None:
-        self._broker = broker
-
-    def push(
-        self,
-        value: bytes | str,
-        key: bytes | str | None = None,
-        headers: Mapping[str, str] | None = None,
-        *,
-        job_id: str | None = None,
-        unique_for: float | timedelta | None = None,
-        priority: int | None = None,
-        time_limit: float | None = None,
-        type: str | None = None,
-    ) -> None:
-        refuse_options(self._broker.name, job_id=job_id, unique_for=unique_for)
-        headers = with_options(headers, time_limit=time_limit, type=type)
-        self._broker.middleware.push(
-            self._broker.queue,
-            headers,
-            lambda h: self.push_many([value], key=key, headers=h, priority=priority),
-        )
-
-    def push_many(
-        self,
-        values: Iterable[bytes | str],
-        key: bytes | str | None = None,
-        headers: Mapping[str, str] | None = None,
-        *,
-        priority: int | None = None,
-    ) -> list[str]:
-        """Push several values at once (same key, headers and priority); return their ids."""
-        prio = check_priority(priority, self._broker.config.priority)
-        k = None if key is None else to_bytes(key)
-        h = dict(headers or {})
-        now = time.time()
-        messages = [Message(value=to_bytes(v), key=k, headers=h, created_at=now) for v in values]
-        self._broker._enqueue([(_Job(m, prio), None) for m in messages])
-        return [m.id for m in messages]
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-class MemoryDelayProducer(DelayProducer):
-    """Schedules jobs in a ``MemoryBroker``; no limit on how far ahead (``max_delay`` None)."""
-
-    def __init__(self, broker: MemoryBroker) -> None:
-        self._broker = broker
-
-    def schedule(
-        self,
-        value: bytes | str,
-        due: float,
-        *,
-        key: bytes | str | None = None,
-        headers: Mapping[str, str] | None = None,
-        job_id: str | None = None,
-        unique_for: float | timedelta | None = None,
-        priority: int | None = None,
-        time_limit: float | None = None,
-        type: str | None = None,
-    ) -> str:
-        refuse_options(self._broker.name, job_id=job_id, unique_for=unique_for)
-        prio = check_priority(priority, self._broker.config.priority)
-        headers = with_options(headers, time_limit=time_limit, type=type)
-
-        def send(h: Mapping[str, str] | None) -> str:
-            k = None if key is None else to_bytes(key)
-            message = Message(value=to_bytes(value), key=k, headers=dict(h or {}), not_before=due)
-            self._broker._enqueue([(_Job(message, prio), due)])
-            return message.id
-
-        return self._broker.middleware.push(self._broker.queue, headers, send)
-
-    def revoke(self, job_id: str) -> bool:
-        """Remove a job that is waiting (pending or delayed); False if none is."""
-        return self._broker._revoke(job_id)
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 class MemorySource(Source):
@@ -342,7 +293,9 @@ class MemorySource(Source):
 
     def ack(self, delivery: Delivery[Any]) -> None:
         with self._broker._lock:
-            if self._take(delivery, "ack") is not None:
+            job = self._take(delivery, "ack")
+            if job is not None:
+                self._broker._book.finish(job, "done", time.time())
                 self._broker._finished()
 
     def retry(self, delivery: Delivery[Any], delay: float, error: Failure) -> None:
@@ -351,6 +304,7 @@ class MemorySource(Source):
             job = self._take(delivery, "retry")
         if job is not None:
             job.message = replace(job.message, attempt=job.message.attempt + 1, not_before=due)
+            job.error = str(error)
             self._broker._dispatch.put(job, due)
 
     def dead(self, delivery: Delivery[Any], error: Failure) -> None:
@@ -366,6 +320,7 @@ class MemorySource(Source):
                     traceback=failure.traceback,
                 )
                 self._broker._dead.append((letter, job.priority))
+                self._broker._book.finish(job, "dead", letter.failed_at or 0.0, str(failure))
                 self._broker._finished()
 
     def release(self, delivery: Delivery[Any]) -> None:

@@ -2,8 +2,9 @@
 
 Jobs are rows of one ``jobs`` table (WAL mode). A source claims a job atomically with one
 ``UPDATE … WHERE id = (SELECT … LIMIT 1) RETURNING …`` that stamps a lease (``lease_until``)
-and an owner token; settling (ack = delete, retry, dead, release) only touches a row whose
-owner is still us. While a handler runs, a heartbeat thread in the source renews the leases
+and an owner token; settling (ack, retry, dead, release) only touches a row whose owner is
+still us. An ack keeps the row as 'done' for ``keep_done`` seconds (one UPDATE; a DELETE with
+``keep_done: 0``), so ``job(id)`` can answer; sources purge old ones in small batches. While a handler runs, a heartbeat thread in the source renews the leases
 it holds every third of ``visibility_timeout``, so only a job whose worker died (kill -9,
 power cut) becomes claimable again, after the lease runs out, and that run counts as an
 attempt. The heartbeat stops renewing a lease once the delivery's ``deadline`` (its time
@@ -13,7 +14,9 @@ other workers within ``visibility_timeout``.
 Jobs run lowest ``priority`` first (beanstalkd's rule, 0..2**32-1; the section's ``priority``
 when a push gives none), then in due-time order; a job keeps its priority through retries,
 releases and dead-letter redrives. Dead letters keep the failure's type and traceback.
-Read-only operations (``stats``, ``dead_letters``) open the file read-only.
+Read-only operations (``stats``, ``dead_letters``, ``job``, ``is_paused``) open the file
+read-only. Job control (caller-chosen ids, states, the pause flag, shared rate limits) is
+described in brokerq.embedded._sqlite_jobs.
 
 Durability: producers commit with ``synchronous=FULL`` by default, so a push has been
 fsynced when it returns (survives a power cut; ~0.2 ms per push here, use ``push_many`` for
@@ -40,32 +43,23 @@ from brokerq.broker import (
     Capabilities,
     DeadLetter,
     DelayProducer,
+    JobInfo,
     Producer,
     WorkerInfo,
-    refuse_options,
 )
+from brokerq.embedded import _listing, _sqlite_jobs, _workers
 from brokerq.embedded import _sqlite_db as sql
-from brokerq.embedded import _workers
-from brokerq.embedded._sqlite_source import SqliteSource, _message
+from brokerq.embedded._sqlite_source import SqliteSource, _failure, _message
 from brokerq.embedded.config import EmbeddedConf, check_priority
+from brokerq.enqueue import check_job_id, unique_seconds
 from brokerq.errors import ConfigError, ConnectionFailed, DeliveryError
 from brokerq.headers import with_options
 from brokerq.message import new_id, to_bytes
-from brokerq.outcome import Failure
 from brokerq.schedule.store import FireStore
 
 logger = logging.getLogger(__name__)
 
 _C = TypeVar("_C", "SqliteProducer", "SqliteDelayProducer", "SqliteSource")
-
-
-def _failure(row: tuple[Any, ...]) -> Failure:
-    """The failure stored with a dead row (``error``, ``error_type``, ``traceback`` columns)."""
-    text, error_type, tb = str(row[7] or ""), row[9], row[10] or ""
-    if error_type is None:  # dead-lettered by an older brokerq: only the text was kept
-        return Failure.parse(text, tb)
-    message = "" if text == error_type else text.removeprefix(f"{error_type}: ")
-    return Failure(error_type, message, tb)
 
 
 class SqliteBroker(Broker):
@@ -75,7 +69,15 @@ class SqliteBroker(Broker):
     section = "embedded"
     section_default = True
     config_model = EmbeddedConf
-    capabilities = Capabilities(delay=True, priority=True, counts_redeliveries=True)
+    capabilities = Capabilities(
+        delay=True,
+        priority=True,
+        counts_redeliveries=True,
+        idempotent_push=True,
+        idempotent_delay=True,
+        job_lookup=True,
+        pause=True,
+    )
 
     def __init__(self, config: EmbeddedConf | Mapping[str, Any] | None = None) -> None:
         if config is None:
@@ -129,6 +131,8 @@ class SqliteBroker(Broker):
         """Close the admin connection and every producer and source made here. Idempotent."""
         for child in list(self._children):
             child.close()
+        if "_limiter" in self.__dict__:
+            self.__dict__["_limiter"].close()
         self._admin.close()
         self._reader.close()
         self._notify()
@@ -156,6 +160,39 @@ class SqliteBroker(Broker):
             if self._generation == generation:
                 self._wake.wait(timeout)
 
+    # -- job control (brokerq.embedded._sqlite_jobs) ------------------------------------------
+    def job(self, job_id: str) -> JobInfo | None:
+        """The job's state from its row (read-only; None when no row of this queue has the
+        id, or a finished job's ``keep_done`` has passed)."""
+        if not self._exists():
+            return None
+        with self._reader.use(f"job {job_id}") as conn:
+            return _sqlite_jobs.lookup(conn, self.queue, job_id, time.time())
+
+    def pause(self) -> None:
+        """Set the queue's row in the ``paused`` table: every worker process on the file stops
+        starting jobs within its pause poll (brokerq.worker.PAUSE_POLL), also after restarts."""
+        with self._admin.use("pause") as conn:
+            conn.execute(_sqlite_jobs.PAUSE, (self.queue, time.time()))
+
+    def resume(self) -> None:
+        with self._admin.use("resume") as conn:
+            conn.execute(_sqlite_jobs.RESUME, (self.queue,))
+
+    def is_paused(self) -> bool:
+        """Read-only: False while the file does not exist."""
+        if not self._exists():
+            return False
+        with self._reader.use("pause flag") as conn:
+            return _sqlite_jobs.paused(conn, self.queue)
+
+    def rate_limiter(self) -> _sqlite_jobs.SqliteRateLimiter:
+        """Fixed windows in the file, shared by every process on it (one per broker)."""
+        limiter: _sqlite_jobs.SqliteRateLimiter | None = self.__dict__.get("_limiter")
+        if limiter is None:
+            limiter = self.__dict__["_limiter"] = _sqlite_jobs.SqliteRateLimiter(self.path)
+        return limiter
+
     # -- inspection --------------------------------------------------------------------------
     def _exists(self) -> bool:
         """False while the file was never created (read-only operations then see an empty
@@ -171,11 +208,21 @@ class SqliteBroker(Broker):
         """Counts of this queue (read-only: creates and changes nothing; all 0 while the
         file does not exist)."""
         if not self._exists():
-            return {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0}
+            return {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0, "oldest_age_seconds": 0}
         with self._reader.use("stats") as conn:
             row = conn.execute(sql.STATS, {"now": time.time(), "queue": self.queue}).fetchone()
+            oldest = _listing.sqlite_oldest_age(conn, self.queue)
         names = ("pending", "delayed", "in_flight", "dead")
-        return {name: int(v or 0) for name, v in zip(names, row, strict=True)}
+        return {name: int(v or 0) for name, v in zip(names, row, strict=True)} | {
+            "oldest_age_seconds": oldest
+        }
+
+    def jobs(self, state: str, limit: int = 50, offset: int = 0) -> list[JobInfo]:
+        """Jobs by state, in claim order (brokerq.listing; read-only, brokerq.embedded._listing)."""
+        if not self._exists():
+            return []
+        with self._reader.use("jobs") as conn:
+            return _listing.sqlite_jobs(conn, self.queue, state, limit, offset)
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
         """Dead jobs, oldest failure first; ``refs`` are job ids (read-only)."""
@@ -217,10 +264,11 @@ def _row(
     headers: Mapping[str, str] | None,
     due: float | None,
     priority: int,
+    job_id: str | None = None,
 ) -> tuple[Any, ...]:
     now = time.time()
     return (
-        new_id(),
+        job_id or new_id(),
         queue,
         to_bytes(value),
         None if key is None else to_bytes(key),
@@ -232,7 +280,8 @@ def _row(
 
 
 class _Writer:
-    """Inserts rows durably (one autocommit statement, or one transaction for a batch)."""
+    """Inserts rows durably (one autocommit statement, or one transaction for a batch); a row
+    with a caller-chosen id goes in only after ``reserve`` freed the id, in one transaction."""
 
     def __init__(self, broker: SqliteBroker) -> None:
         self._broker = broker
@@ -250,12 +299,25 @@ class _Writer:
                 conn.executemany(sql.INSERT, rows)
         self._broker._notify()
 
+    def _send(self, row: tuple[Any, ...], job_id: str | None, unique_for: float) -> str:
+        """Insert ``row`` (its id is ``job_id`` when given); DuplicateJob when that id is
+        reserved. Return the job id."""
+        if job_id is None:
+            self._insert([row])
+            return str(row[0])
+        with self._db.transaction(f"push {job_id}", DeliveryError) as conn:
+            _sqlite_jobs.reserve(conn, job_id, time.time())
+            conn.execute(sql.INSERT_UNIQUE, (*row, unique_for if unique_for else None))
+        self._broker._notify()
+        return job_id
+
     def close(self) -> None:
         self._db.close()
 
 
 class SqliteProducer(_Writer, Producer):
-    """Each ``push`` is committed (fsynced with ``synchronous: full``) when it returns."""
+    """Each ``push`` is committed (fsynced with ``synchronous: full``) when it returns;
+    ``job_id=`` makes it idempotent (DuplicateJob while that id is reserved)."""
 
     def push(
         self,
@@ -269,12 +331,15 @@ class SqliteProducer(_Writer, Producer):
         time_limit: float | None = None,
         type: str | None = None,
     ) -> None:
-        refuse_options(self._broker.name, job_id=job_id, unique_for=unique_for)
+        job_id = check_job_id(job_id)
+        keep = unique_seconds(unique_for, job_id)
         prio = check_priority(priority, self._broker.config.priority)
         headers = with_options(headers, time_limit=time_limit, type=type)
         queue = self._broker.queue
         self._broker.middleware.push(
-            queue, headers, lambda h: self._insert([_row(value, queue, key, h, None, prio)])
+            queue,
+            headers,
+            lambda h: self._send(_row(value, queue, key, h, None, prio, job_id), job_id, keep),
         )
 
     def push_many(
@@ -312,18 +377,24 @@ class SqliteDelayProducer(_Writer, DelayProducer):
         time_limit: float | None = None,
         type: str | None = None,
     ) -> str:
-        refuse_options(self._broker.name, job_id=job_id, unique_for=unique_for)
+        job_id = check_job_id(job_id)
+        keep = unique_seconds(unique_for, job_id)
         prio = check_priority(priority, self._broker.config.priority)
         headers = with_options(headers, time_limit=time_limit, type=type)
         queue = self._broker.queue
 
         def send(h: Mapping[str, str] | None) -> str:
-            row = _row(value, queue, key, h, due, prio)
-            self._insert([row])
-            return str(row[0])
+            return self._send(_row(value, queue, key, h, due, prio, job_id), job_id, keep)
 
         return self._broker.middleware.push(queue, headers, send)
 
     def revoke(self, job_id: str) -> bool:
+        """Cancel a job that is waiting (not running); it is then reported as 'revoked' for
+        ``keep_done`` seconds and its id is free at once."""
+        now = time.time()
+        args = {"id": job_id, "queue": self._broker.queue, "now": now}
+        keep = self._broker.config.keep_done
         with self._db.use("revoke") as conn:
-            return conn.execute(sql.REVOKE, (job_id, self._broker.queue, time.time())).rowcount > 0
+            if not keep:
+                return conn.execute(sql.REVOKE, args).rowcount > 0
+            return conn.execute(sql.REVOKE_KEEP, args | {"forget": now + keep}).rowcount > 0

@@ -10,6 +10,8 @@ How ``stats()`` keys map to metrics (labels ``worker``, ``queue`` on all):
     pending, delayed, in_flight, dead (any plain key)  brokerq_queue_messages{state}
         deduplicated: each job counted once, whatever the number of replicas
     oldest_age_seconds                                 brokerq_queue_oldest_age_seconds
+        seconds the oldest job that may run now has waited since it became runnable
+    paused (1 or 0)                                    brokerq_queue_paused
     lag:<partition>                                    brokerq_kafka_lag{partition}
     node:<endpoint>:<state>                            brokerq_queue_node_messages{node, state}
         one replica's copies (dq: per beanstalkd node)
@@ -32,6 +34,7 @@ from brokerq.metrics.redact import redact
 logger = logging.getLogger(__name__)
 
 OLDEST_AGE = "oldest_age_seconds"
+PAUSED = "paused"
 LAG_PREFIX = "lag:"
 NODE_PREFIX = "node:"
 
@@ -83,6 +86,11 @@ class BrokerState:
             "Age of the oldest message waiting to be handled, seconds.",
             labels=names,
         )
+        paused = GaugeMetricFamily(
+            "brokerq_queue_paused",
+            "1 while the queue is paused (brokerq pause), 0 otherwise.",
+            labels=names,
+        )
         lag = GaugeMetricFamily(
             "brokerq_kafka_lag",
             "Messages after the consumer group's committed offset, per partition.",
@@ -96,6 +104,8 @@ class BrokerState:
         for key, value in (stats or {}).items():
             if key == OLDEST_AGE:
                 oldest.add_metric(labels, float(value))
+            elif key == PAUSED:
+                paused.add_metric(labels, float(value))
             elif key.startswith(LAG_PREFIX):
                 lag.add_metric([*labels, redact(key[len(LAG_PREFIX) :])], float(value))
             elif key.startswith(NODE_PREFIX):
@@ -105,6 +115,7 @@ class BrokerState:
                 queue.add_metric([*labels, redact(key)], float(value))
         yield queue
         yield oldest
+        yield paused
         yield lag
         yield node
         up_family = GaugeMetricFamily(

@@ -41,6 +41,7 @@ from brokerq.metrics.recorder import WorkerMetrics
 from brokerq.metrics.scheduler import SchedulerMetrics
 from brokerq.metrics.server import MetricsServer
 from brokerq.middleware import Middleware
+from brokerq.schedule.scheduler import FireHook
 
 WORKER_THREAD_PREFIX = "brokerq-worker-"  # brokerq.worker names its threads so
 READY_CACHE = 1.0
@@ -105,6 +106,11 @@ class Exporter:
         self._progress: dict[int, tuple[int, float]] = {}  # thread key -> (done, busy since)
         self._lock = threading.Lock()
         self.server = MetricsServer(conf, self.registry, health=self.health, ready=self.ready)
+
+    @property
+    def on_fire(self) -> FireHook:
+        """The scheduler's hook (brokerq.schedule.scheduler.FireHook) into these metrics."""
+        return self.scheduler.hook
 
     @property
     def middleware(self) -> Sequence[Middleware]:

@@ -9,22 +9,31 @@ Exported (label ``queue`` = the topic, tube or queue pushed to):
     brokerq_pushes_total{queue, outcome="ok|failed"}   the broker accepted / refused a push
     brokerq_push_failures_total{queue, reason}         refusals by error type
                                                        (DeliveryError, MessageTooLarge, ...)
+    brokerq_replica_writes_failed_total{queue, node}   dq: copies a node refused (the push
+                                                       may still have met min_written)
+    brokerq_kafka_producer_queue_messages{queue}       Kafka: messages waiting in librdkafka's
+    brokerq_kafka_producer_queue_bytes{queue}          queue (``msg_cnt`` / ``msg_size`` of its
+                                                       statistics, summed over the producers)
 
 ``after_push`` runs once per push (on Kafka from the delivery-report thread, once the
 broker acknowledged or refused the record); counts are kept per thread without a lock,
 as in brokerq.metrics.recorder. ``brokerq run`` registers one for its broker, so pushes
 made by handlers through it are counted.
 
-Not here yet (they need numbers only the backends have): librdkafka's queue depth from its
-statistics callback, and dq replica writes failed per node.
+librdkafka's statistics are switched on (``statistics.interval.ms``) only because this
+middleware overrides ``client_stats``: a producer without metrics pays nothing. Every
+``stats_interval`` seconds (5 by default) each Kafka producer reports; a producer silent for
+three intervals (closed) is dropped from the gauges.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from brokerq.metrics.redact import redact
 from brokerq.middleware import Middleware
@@ -33,10 +42,37 @@ from brokerq.middleware import Middleware
 class ProducerMetrics(Middleware):
     """Counts pushes by queue and outcome, and failures by reason; a prometheus_client collector."""
 
-    def __init__(self) -> None:
+    def __init__(self, stats_interval: float = 5.0) -> None:
         self._local = threading.local()
         self._shards: list[dict[tuple[str, str], int]] = []
         self._lock = threading.Lock()
+        self.client_stats_interval = stats_interval
+        self._clients: dict[tuple[str, str], tuple[float, int, int]] = {}  # (queue, client)
+        self._replicas: dict[tuple[str, str], int] = {}  # (queue, node) -> failed writes
+
+    def client_stats(self, queue: str, stats: Mapping[str, Any]) -> None:
+        """librdkafka statistics of one producer: keep its queue depth (messages, bytes)."""
+        client = str(stats.get("name", ""))
+        depth = (time.monotonic(), int(stats.get("msg_cnt", 0)), int(stats.get("msg_size", 0)))
+        with self._lock:
+            self._clients[(queue, client)] = depth
+
+    def replica_failed(self, queue: str, node: str, error: BaseException) -> None:
+        with self._lock:
+            self._replicas[(queue, node)] = self._replicas.get((queue, node), 0) + 1
+
+    def queue_depth(self) -> dict[str, tuple[int, int]]:
+        """Per queue: (messages, bytes) waiting in the live Kafka producers' queues."""
+        stale = time.monotonic() - 3 * self.client_stats_interval
+        out: dict[str, tuple[int, int]] = {}
+        with self._lock:
+            for key, (at, n, size) in list(self._clients.items()):
+                if at < stale:
+                    del self._clients[key]
+                    continue
+                count, total = out.get(key[0], (0, 0))
+                out[key[0]] = (count + n, total + size)
+        return out
 
     def after_push(self, queue: str, error: BaseException | None) -> None:
         try:
@@ -59,10 +95,37 @@ class ProducerMetrics(Middleware):
         return out
 
     def describe(self) -> Iterable[Metric]:
-        return self._families({})
+        return self._families({}) + self._backend_families({}, {})
 
     def collect(self) -> Iterable[Metric]:
-        return self._families(self.totals())
+        with self._lock:
+            replicas = dict(self._replicas)
+        return self._families(self.totals()) + self._backend_families(replicas, self.queue_depth())
+
+    def _backend_families(
+        self, replicas: dict[tuple[str, str], int], depth: dict[str, tuple[int, int]]
+    ) -> list[Metric]:
+        failed = CounterMetricFamily(
+            "brokerq_replica_writes_failed",
+            "Replica writes a node refused (dq: one beanstalkd node), by queue and node.",
+            labels=["queue", "node"],
+        )
+        for (queue, node), n in sorted(replicas.items()):
+            failed.add_metric([redact(queue), redact(node)], n)
+        messages = GaugeMetricFamily(
+            "brokerq_kafka_producer_queue_messages",
+            "Messages waiting in librdkafka's producer queue (statistics msg_cnt).",
+            labels=["queue"],
+        )
+        size = GaugeMetricFamily(
+            "brokerq_kafka_producer_queue_bytes",
+            "Bytes waiting in librdkafka's producer queue (statistics msg_size).",
+            labels=["queue"],
+        )
+        for queue, (n, b) in sorted(depth.items()):
+            messages.add_metric([redact(queue)], n)
+            size.add_metric([redact(queue)], b)
+        return [failed, messages, size]
 
     def _families(self, totals: dict[tuple[str, str], int]) -> list[Metric]:
         pushes = CounterMetricFamily(

@@ -1,8 +1,10 @@
 """Scheduler metrics: the hook point the scheduler calls once per fire.
 
-The scheduler (periodic jobs) reports each tick it handled::
+The scheduler (periodic jobs) reports each tick it handled through its ``on_fire`` hook
+(brokerq.schedule.scheduler.FireHook), so it imports no prometheus code::
 
     metrics = SchedulerMetrics(registry)          # exporter.scheduler in `brokerq run`
+    Scheduler(broker, schedules, on_fire=metrics.hook)
     metrics.fired("nightly-report", fire_time=tick, outcome="ok", pushed_at=time.time())
 
 Exported (label ``schedule`` = the schedule's name):
@@ -10,11 +12,14 @@ Exported (label ``schedule`` = the schedule's name):
     brokerq_schedule_fires_total{schedule, outcome}        ok | duplicate | failed | skipped
     brokerq_schedule_last_fire_timestamp_seconds{schedule} unix time of the last tick fired
     brokerq_schedule_fire_lateness_seconds{schedule}       histogram: push time - tick time
+                                                           (jitter and catch-up included)
 
 Fires are rare (at most a few per second), so these are prometheus_client's own metrics.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -55,3 +60,7 @@ class SchedulerMetrics:
         if outcome in ("ok", "duplicate"):
             self.last_fire.labels(schedule).set(fire_time)
             self.lateness.labels(schedule).observe(max(0.0, pushed_at - fire_time))
+
+    def hook(self, schedule: str, tick: datetime, outcome: str, at: float) -> None:
+        """The scheduler's ``on_fire`` (FireHook): ``tick`` an aware datetime, ``at`` unix s."""
+        self.fired(schedule, fire_time=tick.timestamp(), outcome=outcome, pushed_at=at)

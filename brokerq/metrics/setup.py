@@ -19,6 +19,7 @@ from brokerq.supervisor import INDEX_ENV
 
 if TYPE_CHECKING:
     from brokerq.config import WorkerConfig
+    from brokerq.schedule.scheduler import FireHook
 
 
 class Serving(Protocol):
@@ -26,6 +27,9 @@ class Serving(Protocol):
 
     @property
     def middleware(self) -> Sequence[Middleware]: ...
+
+    @property
+    def on_fire(self) -> FireHook | None: ...
 
     def start(self, worker: Any = None) -> None: ...
 
@@ -38,6 +42,10 @@ class NoExporter:
     @property
     def middleware(self) -> Sequence[Middleware]:
         return ()
+
+    @property
+    def on_fire(self) -> FireHook | None:
+        return None
 
     def start(self, worker: Any = None) -> None:
         pass

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from brokerq.errors import ConfigError
 from brokerq.handler import import_handler
-from brokerq.schedule.scheduler import Scheduler
+from brokerq.schedule.scheduler import FireHook, Scheduler
 from brokerq.schedule.spec import Schedule
 
 if TYPE_CHECKING:
@@ -49,8 +49,11 @@ def as_schedule(item: Any) -> Schedule:
     raise ValueError(f"expected a brokerq.Schedule or a mapping, got {type(item).__name__}")
 
 
-def scheduler_for(config: WorkerConfig, broker: Broker) -> Scheduler:
-    """The Scheduler of a loaded config: namespace = the config's ``name``."""
+def scheduler_for(
+    config: WorkerConfig, broker: Broker, on_fire: FireHook | None = None
+) -> Scheduler:
+    """The Scheduler of a loaded config: namespace = the config's ``name``; ``on_fire``
+    hears of every tick (brokerq.schedule.scheduler.FireHook; metrics)."""
     provider = load_provider(config.schedules_from) if config.schedules_from else None
     return Scheduler(
         broker,
@@ -58,6 +61,7 @@ def scheduler_for(config: WorkerConfig, broker: Broker) -> Scheduler:
         namespace=config.name,
         provider=provider,
         sync_interval=config.sync_interval,
+        on_fire=on_fire,
     )
 
 

@@ -33,6 +33,11 @@ logger = logging.getLogger(__name__)
 
 Provider = Callable[[], Iterable[Schedule]]
 Clock = Callable[[], datetime]
+FireHook = Callable[[str, datetime, str, float], None]
+"""``on_fire(schedule, tick, outcome, at)``: called once per tick handled, ``outcome`` one of
+ok (this scheduler enqueued it), duplicate (another scheduler had), failed (the broker
+refused; it is tried again), skipped (dropped by ``catch_up``); ``at`` = unix time of the
+attempt. brokerq.metrics.scheduler turns these into metrics; the scheduler imports none."""
 
 RETRY_AFTER = 1.0
 """Seconds before a fire that failed (broker unreachable) is tried again."""
@@ -83,7 +88,8 @@ class Scheduler:
     ``namespace`` scopes fire ids and last-fire records (the config's ``name``). ``provider``
     is called at start and every ``sync_interval`` seconds; schedules it adds, changes or
     removes take effect then (a failing provider is logged and the current set kept).
-    Raises NotSupported at ``run`` when the broker keeps no fire records.
+    Raises NotSupported at ``run`` when the broker keeps no fire records. ``on_fire``
+    (FireHook) hears of every tick handled; its errors are logged, never raised.
     """
 
     def __init__(
@@ -95,8 +101,10 @@ class Scheduler:
         provider: Provider | None = None,
         sync_interval: float = 60.0,
         clock: Clock = utc_now,
+        on_fire: FireHook | None = None,
     ) -> None:
         self.namespace = namespace
+        self.on_fire = on_fire
         self._broker = broker
         self._static = check_unique(schedules)
         self._provider = provider
@@ -246,6 +254,7 @@ class Scheduler:
         else:
             return
         todo = plan.at_start(s, last, now)
+        self._skipped(s, todo.count - len(todo.kept))
         if todo.count:
             logger.info(
                 "schedule %s: %d tick(s) missed since %s; catch_up=%s fires %d",
@@ -269,6 +278,7 @@ class Scheduler:
             at = entry.due.timestamp() + s.jitter_for(entry.due)
             if now.timestamp() >= at:
                 todo = plan.when_late(s, entry.due, now)
+                self._skipped(s, todo.count - len(todo.kept))
                 if todo.count > 1:
                     logger.warning(
                         "schedule %s: woke %.1fs late, %d ticks due; catch_up=%s fires %d",
@@ -293,8 +303,22 @@ class Scheduler:
             won = self._open().fire(s.name, tick, message, priority=s.priority)
         except BrokerError as e:
             logger.warning("schedule %s: firing %s: %s", s.name, fire_time_text(tick), e)
+            self._report(s.name, tick, "failed")
             return False
         if won:
             self.fired += 1
             logger.debug("schedule %s: fired %s", s.name, message.id)
+        self._report(s.name, tick, "ok" if won else "duplicate")
         return True
+
+    def _skipped(self, s: Schedule, n: int) -> None:
+        for _ in range(max(0, n)):
+            self._report(s.name, self._clock(), "skipped")
+
+    def _report(self, name: str, tick: datetime, outcome: str) -> None:
+        if self.on_fire is None:
+            return
+        try:
+            self.on_fire(name, tick, outcome, time.time())
+        except Exception:
+            logger.exception("schedule %s: on_fire hook failed", name)

@@ -28,6 +28,8 @@ from brokerq.web.state import State, get_state
 audit = logging.getLogger("brokerq.web.audit")
 
 MAX_REFS = 1000
+ACTION_TIMEOUT = 60.0
+"""Seconds an action waits for its broker call (retrying thousands of dead letters takes a while)."""
 WRONG_TOKEN_DELAY = 1.0
 """Seconds a wrong login token waits before its answer."""
 
@@ -123,7 +125,10 @@ async def queue_action(request: Request) -> Response:
         raise HTTPException(404, f"no queue {slug!r}")
     form = await checked_form(request, state)
     call, target = _plan(action, form)
-    answer = await run_in_threadpool(queue.ask, action, call, queue.broker)
+    answer = await run_in_threadpool(
+        lambda: queue.ask(action, call, queue.broker, timeout=ACTION_TIMEOUT)
+    )
+    state.sampler.forget(queue)
     message = _outcome(action, answer)
     audit_line(request, state, action, slug, target, message)
     return back(request, form, f"/q/{slug}", message)

@@ -42,6 +42,8 @@ def create_app(queues: Sequence[Queue], settings: WebSettings, *, sample: bool =
     ``sample``: run the background sampler while the app runs (charts); pages sample on
     demand either way.
     """
+    for q in queues:
+        q.timeout = settings.call_timeout
     state = State(settings, list(queues), schedules=views.has_schedules())
 
     @asynccontextmanager

@@ -14,6 +14,7 @@ from typing import NoReturn
 
 import click
 
+from brokerq.cli_common import log_level_choice
 from brokerq.errors import BrokerqError, ConfigError
 from brokerq.web.settings import TOKEN_ENV, WebSettings, check_bind
 
@@ -31,7 +32,8 @@ def _fail(code: int, message: str) -> NoReturn:
 
 
 @click.command("web")
-@click.argument("configs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+# plain strings: a directory or a missing file is a config error (exit 3), as for every CONFIG
+@click.argument("configs", nargs=-1, required=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
@@ -50,11 +52,21 @@ def _fail(code: int, message: str) -> NoReturn:
     is_flag=True,
     help="Serve a non-loopback address without a token (behind your own auth proxy only).",
 )
-@click.option("--refresh", default=5.0, show_default=True, help="Overview refresh, seconds.")
 @click.option(
-    "--sample-every", default=5.0, show_default=True, help="Seconds between chart samples."
+    "--refresh",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 86400),
+    help="Overview refresh, seconds (0.5 to 86400).",
 )
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--sample-every",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.2, 86400),
+    help="Seconds between chart samples (0.2 to 86400).",
+)
+@click.option("--log-level", default="INFO", show_default=True, type=log_level_choice)
 def web(
     configs: tuple[str, ...],
     host: str,
@@ -98,7 +110,7 @@ def web(
         token=token,
         allow_actions=allow_actions,
         refresh=refresh,
-        sample_every=max(0.2, sample_every),
+        sample_every=sample_every,
     )
 
     try:

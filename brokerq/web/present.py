@@ -130,6 +130,21 @@ def count(value: Any) -> str:
         return str(value)
 
 
+_TIME_KEY = re.compile(r"(^|_|\s)(until|at|time|due|since)$", re.IGNORECASE)
+
+
+def detail(name: str, value: Any) -> str:
+    """One value of ``JobInfo.details`` as text: unix times under a time-like key (``*_at``,
+    ``*until``) as ``moment``, None as ``—``, booleans as yes/no, secrets masked."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)) and _TIME_KEY.search(name) and value > 1e8:
+        return moment(float(value))
+    return mask_value(name, str(value))
+
+
 FILTERS = {
     "age": age,
     "since": since,

@@ -1,9 +1,12 @@
 """The queues the dashboard shows: one per worker config, each owning its broker.
 
 Every broker call goes through ``Queue.ask``: one call at a time per broker (its lock: the
-broker's admin clients are not shared between threads at once), and its outcome is an
-``Answer`` that says what the page should print: a value, "not supported" (the backend raised
-NotSupported), or an error line (unreachable, refused). A page never crashes on a backend.
+broker's admin clients are not shared between threads at once), run on a thread of its own and
+waited for ``timeout`` seconds at most (2 s by default), and its outcome is an ``Answer`` that
+says what the page should print: a value, "not supported" (the backend raised NotSupported), or
+an error line (unreachable, refused, no answer in time). A page never crashes on a backend, and
+an unreachable one costs a page at most ``timeout`` seconds (the call that hangs keeps the lock
+until the driver gives up, so later calls to that broker fail at once with "unreachable").
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 KINDS = {"kafka": "kq", "beanstalk": "dq", "sqlite": "sqlite", "memory": "memory"}
+
+CALL_TIMEOUT = 2.0
+"""Seconds a page waits for one broker call (``WebSettings.call_timeout``)."""
+UNREACHABLE = "unreachable"
+"""First word of the error of a call that did not answer in time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,39 +102,89 @@ class Queue:
         self.broker = broker
         self.target, self.detail = _describe(cfg)
         self._lock = threading.Lock()
+        self.timeout = CALL_TIMEOUT
 
-    def ask(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Answer[T]:
-        """Call ``fn`` under this queue's lock; NotSupported and BrokerqError become an Answer."""
-        with self._lock:
+    def ask(
+        self,
+        what: str,
+        fn: Callable[..., T],
+        *args: Any,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Answer[T]:
+        """Call ``fn`` under this queue's lock on a thread of its own, waiting ``timeout``
+        seconds at most (None: ``self.timeout``); NotSupported, BrokerqError and a call that
+        does not answer in time become an Answer."""
+        wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        if not self._lock.acquire(timeout=wait):
+            return Answer(error=f"{UNREACHABLE}: {what}: an earlier call has not answered yet")
+        box: list[Answer[T]] = []
+        done = threading.Event()
+
+        def run() -> None:
             try:
-                return Answer(value=fn(*args, **kwargs))
-            except NotSupported as e:
-                return Answer(unsupported=str(e) or f"{what}: not supported by {self.kind}")
-            except BrokerqError as e:
-                logger.warning("%s: %s: %s", self.slug, what, e)
-                return Answer(error=f"{what}: {e}")
-            except Exception as e:  # a backend bug must not take the page down
-                logger.exception("%s: %s failed", self.slug, what)
-                return Answer(error=f"{what}: {type(e).__name__}: {e}")
+                box.append(self._call(what, fn, args, kwargs))
+            finally:
+                self._lock.release()
+                done.set()
+
+        try:
+            threading.Thread(target=run, name=f"brokerq-web-{self.slug}", daemon=True).start()
+        except BaseException:
+            self._lock.release()
+            raise
+        if done.wait(max(0.0, deadline - time.monotonic())) and box:
+            return box[0]
+        logger.warning("%s: %s: no answer within %.1fs", self.slug, what, wait)
+        return Answer(error=f"{UNREACHABLE}: {what}: no answer within {wait:g}s")
+
+    def _call(
+        self, what: str, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Answer[T]:
+        try:
+            return Answer(value=fn(*args, **kwargs))
+        except NotSupported as e:
+            return Answer(unsupported=str(e) or f"{what}: not supported by {self.kind}")
+        except BrokerqError as e:
+            logger.warning("%s: %s: %s", self.slug, what, e)
+            return Answer(error=f"{what}: {e}")
+        except Exception as e:  # a backend bug must not take the page down
+            logger.exception("%s: %s failed", self.slug, what)
+            return Answer(error=f"{what}: {type(e).__name__}: {e}")
 
     @property
     def can_pause(self) -> bool:
         """True when the backend says it can pause (``capabilities.pause``)."""
         return _can_pause(self.broker)
 
+    @property
+    def can_revoke(self) -> bool:
+        """True when the backend has delayed jobs (``capabilities.delay``): revoke applies."""
+        capabilities = getattr(type(self.broker), "capabilities", None)
+        return bool(getattr(capabilities, "delay", False))
+
     def card(self) -> Card:
-        """Counts and the paused flag, read now."""
+        """Counts, the paused flag and live workers, read now; when the counts do not come
+        in time the rest is not asked (the broker is unreachable: one timeout, not three)."""
         stats = self.ask("stats", self.broker.stats)
+        if stats.error and stats.error.startswith(UNREACHABLE):
+            return Card(stats=stats, paused=Answer(error=stats.error), workers=Answer())
         paused = self.ask("paused", _is_paused, self.broker)
         workers = self.ask("workers", self.broker.workers)
         return Card(stats=stats, paused=paused, workers=workers)
 
     def close(self) -> None:
-        with self._lock:
-            try:
-                self.broker.close()
-            except Exception:
-                logger.exception("%s: close failed", self.slug)
+        held = self._lock.acquire(timeout=self.timeout)
+        if not held:
+            logger.warning("%s: closing while a call has not answered", self.slug)
+        try:
+            self.broker.close()
+        except Exception:
+            logger.exception("%s: close failed", self.slug)
+        finally:
+            if held:
+                self._lock.release()
 
 
 def _can_pause(broker: Broker) -> bool:

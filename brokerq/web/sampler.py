@@ -95,6 +95,11 @@ class Sampler:
             return card
         return self.sample(queue)
 
+    def forget(self, queue: Queue) -> None:
+        """Drop the latest card of ``queue`` (an action changed it): the next page reads anew."""
+        with self._lock:
+            self._latest.pop(queue.slug, None)
+
     def chart(self, queue: Queue, now: float | None = None) -> tuple[Markup, str]:
         """``(svg, what it shows)`` over the samples kept: the last ``keep`` seconds, or since
         the first sample when the dashboard started more recently (at least a minute)."""

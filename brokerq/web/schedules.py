@@ -90,7 +90,7 @@ async def fire(request: Request) -> Response:
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
 
-    from brokerq.web.actions import audit_line, back, checked_form
+    from brokerq.web.actions import ACTION_TIMEOUT, audit_line, back, checked_form
     from brokerq.web.state import get_state
 
     state = get_state(request)
@@ -99,7 +99,9 @@ async def fire(request: Request) -> Response:
     if queue is None:
         raise HTTPException(404, f"no queue {slug!r}")
     form = await checked_form(request, state)
-    answer: Answer[Any] = await run_in_threadpool(queue.ask, "fire", _fire_now, queue, name)
+    answer: Answer[Any] = await run_in_threadpool(
+        lambda: queue.ask("fire", _fire_now, queue, name, timeout=ACTION_TIMEOUT)
+    )
     problem = answer.unsupported or answer.error
     message = f"fire {name}: {problem}" if problem else f"fired {name}: job {answer.value}"
     audit_line(request, state, "fire", slug, name, message)

@@ -58,6 +58,8 @@ class WebSettings:
     ``refresh``: seconds between overview auto-refreshes. ``sample_every``: seconds between the
     samples kept for the charts; ``sample_keep``: seconds of samples kept.
     ``preview_bytes`` / ``payload_bytes``: payload bytes shown in lists / on a job page.
+    ``call_timeout``: seconds a page waits for one broker call (then the broker is shown
+    "unreachable"; brokerq.web.queues).
     ``secret``: signs cookies and CSRF tokens (random per process unless given).
     """
 
@@ -71,6 +73,7 @@ class WebSettings:
     preview_bytes: int = 160
     payload_bytes: int = 4096
     page_size: int = 50
+    call_timeout: float = 2.0
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     @property

@@ -30,7 +30,10 @@ def environment() -> Environment:
     )
     env.filters.update(present.FILTERS)
     env.globals.update(
-        preview=present.preview, mask_headers=present.mask_headers, mask_value=present.mask_value
+        preview=present.preview,
+        mask_headers=present.mask_headers,
+        mask_value=present.mask_value,
+        detail=present.detail,
     )
     return env
 

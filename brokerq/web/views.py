@@ -3,9 +3,11 @@ so a slow or unreachable broker shows as a line on the page, never a crash or a 
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -13,8 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from brokerq.broker import DeadLetter
+from brokerq.listing import LIST_STATES
 from brokerq.web.queues import Answer, Queue
 from brokerq.web.state import State, get_state
+
+T = TypeVar("T")
 
 MAX_PAGE = 200
 """Pages of dead letters one can page through (the backend lists up to (page + 1) * size)."""
@@ -35,9 +40,15 @@ def _queue(state: State, slug: str) -> Queue:
     raise HTTPException(404, f"no queue {slug!r}")
 
 
-def _page(request: Request) -> int:
+async def each(queues: Sequence[Queue], fn: Callable[[Queue], T]) -> list[T]:
+    """``fn(q)`` for every queue, in worker threads at once (one slow broker costs a page
+    one ``Queue.ask`` timeout, not one per queue); results in the queues' order."""
+    return list(await asyncio.gather(*(run_in_threadpool(fn, q) for q in queues)))
+
+
+def _page(request: Request, name: str = "page") -> int:
     try:
-        return min(MAX_PAGE, max(0, int(request.query_params.get("page", "0"))))
+        return min(MAX_PAGE, max(0, int(request.query_params.get(name, "0"))))
     except ValueError:
         return 0
 
@@ -53,21 +64,31 @@ async def cards_fragment(request: Request) -> Response:
 
 
 async def _cards(state: State) -> list[dict[str, Any]]:
+    cards = await each(state.queues, lambda q: state.sampler.card(q, state.settings.refresh / 2))
     out = []
-    for q in state.queues:
-        card = await run_in_threadpool(state.sampler.card, q, state.settings.refresh / 2)
+    for q, card in zip(state.queues, cards, strict=True):
         svg, label = state.sampler.chart(q)
         out.append({"q": q, "card": card, "chart": svg, "chart_label": label, "pause": q.can_pause})
     return out
+
+
+JOB_TABS = tuple(s for s in LIST_STATES if s != "dead")
+"""States listed in the queue page's "jobs by state" (dead letters have their own list)."""
 
 
 async def queue_page(request: Request) -> Response:
     state = get_state(request)
     q = _queue(state, request.path_params["slug"])
     page, size = _page(request), state.settings.page_size
+    tab = request.query_params.get("state", JOB_TABS[0])
+    tab = tab if tab in JOB_TABS else JOB_TABS[0]
+    jobs_page = _page(request, "jpage")
     card = await run_in_threadpool(state.sampler.card, q, 1.0)
     dead = await run_in_threadpool(
         q.ask, "dead letters", q.broker.dead_letters, (page + 1) * size + 1
+    )
+    jobs = await run_in_threadpool(
+        q.ask, f"{tab} jobs", q.broker.jobs, tab, size + 1, jobs_page * size
     )
     letters = (dead.value or [])[page * size : (page + 1) * size]
     more = len(dead.value or []) > (page + 1) * size
@@ -79,6 +100,12 @@ async def queue_page(request: Request) -> Response:
         "page": page,
         "more": more,
         "chart": state.sampler.chart(q),
+        "tabs": JOB_TABS,
+        "tab": tab,
+        "jobs": jobs,
+        "job_list": (jobs.value or [])[:size],
+        "jobs_page": jobs_page,
+        "jobs_more": len(jobs.value or []) > size,
     }
     return state.render(request, "queue.html", context)
 
@@ -98,10 +125,8 @@ async def dead_letter_page(request: Request) -> Response:
 
 async def dead_page(request: Request) -> Response:
     state = get_state(request)
-    sections = []
-    for q in state.queues:
-        answer = await run_in_threadpool(q.ask, "dead letters", q.broker.dead_letters, 20)
-        sections.append({"q": q, "answer": answer})
+    answers = await each(state.queues, lambda q: q.ask("dead letters", q.broker.dead_letters, 20))
+    sections = [{"q": q, "answer": a} for q, a in zip(state.queues, answers, strict=True)]
     return state.render(request, "dead.html", {"sections": sections})
 
 
@@ -111,23 +136,21 @@ async def job_page(request: Request) -> Response:
     slug = request.query_params.get("q", "")
     results: list[dict[str, Any]] = []
     if job_id:
-        for q in state.queues:
-            if slug and q.slug != slug:
-                continue
-            answer = await run_in_threadpool(q.ask, "job lookup", q.broker.job, job_id)
-            results.append({"q": q, "answer": answer})
+        asked = [q for q in state.queues if not slug or q.slug == slug]
+        answers = await each(asked, lambda q: q.ask("job lookup", q.broker.job, job_id))
+        results = [{"q": q, "answer": a} for q, a in zip(asked, answers, strict=True)]
     found = [r for r in results if r["answer"].value is not None]
     return state.render(
-        request, "job.html", {"job_id": job_id, "results": results, "found": found, "slug": slug}
+        request,
+        "job.html",
+        {"job_id": job_id, "results": results, "found": found, "slug": slug, "now": time.time()},
     )
 
 
 async def workers_page(request: Request) -> Response:
     state = get_state(request)
-    sections = []
-    for q in state.queues:
-        answer = await run_in_threadpool(q.ask, "workers", q.broker.workers)
-        sections.append({"q": q, "answer": answer})
+    answers = await each(state.queues, lambda q: q.ask("workers", q.broker.workers))
+    sections = [{"q": q, "answer": a} for q, a in zip(state.queues, answers, strict=True)]
     return state.render(request, "workers.html", {"sections": sections, "now": time.time()})
 
 

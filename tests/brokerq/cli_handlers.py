@@ -58,9 +58,31 @@ async def fates_async(msg: Message) -> None:
     _note(f"done {value}")
 
 
-def three(a, b, c):  # type: ignore[no-untyped-def]
+def three(a, b, c):
     """Not a handler: it needs three arguments."""
 
 
 class NotMiddleware:
     """A class that is not a brokerq Middleware."""
+
+
+def stamp(msg: Message) -> None:
+    """Append ``S <id> <attempt> <time>`` to ``$BQ_RECORD_DIR/<pid>.log`` when the job starts
+    (one write per line), then sleep ``$BQ_SLEEP`` seconds (default 0)."""
+    line = f"S {msg.id} {msg.attempt} {time.time():.6f}\n"
+    with open(os.path.join(os.environ["BQ_RECORD_DIR"], f"{os.getpid()}.log"), "a") as f:
+        f.write(line)
+    time.sleep(float(os.environ.get("BQ_SLEEP", "0")))
+
+
+def gated(msg: Message) -> None:
+    """Record ``start <value> <attempt>``, wait until the file ``$BQ_GO`` exists (60 s at
+    most), then fail with ``boom <attempt>`` when the value starts with ``fail``."""
+    value = msg.value.decode()
+    _note(f"start {value} {msg.attempt}")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.environ["BQ_GO"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if value.startswith("fail"):
+        raise RuntimeError(f"boom {msg.attempt}")
+    _note(f"done {value}")

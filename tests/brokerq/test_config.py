@@ -73,6 +73,40 @@ def test_missing_env_var_names_it_and_the_line(
     )
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "handler: json:dumps\nembedded: {path: ${BQ_NOPE}}\n",  # flow mapping
+        "handler: json:dumps\nembedded: {path: ${BQ_NOPE:-a,b}/${BQ_NOPE}}\n",
+        "handler: json:dumps\nembedded: {path: x}\nmiddleware: [${BQ_NOPE}]\n",  # flow sequence
+    ],
+)
+def test_unset_env_var_in_flow_style_is_named_not_malformed(
+    text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BQ_NOPE", raising=False)
+    msg = error_of(tmp_path, text)
+    assert "environment variable BQ_NOPE is not set" in msg, msg
+    assert msg.startswith(f"FILE:{text.count(chr(10), 0, text.index('${')) + 1}:"), msg
+
+
+def test_env_var_in_flow_style_reads_as_in_block_style(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BQ_DB", str(tmp_path / "x.db"))
+    monkeypatch.delenv("BQ_NOPE", raising=False)
+    flow = loads("embedded: {path: ${BQ_DB}, backend: ${BQ_NOPE:-sqlite}}\nhandler: json:dumps\n")
+    block = loads("embedded:\n  path: ${BQ_DB}\n  backend: sqlite\nhandler: json:dumps\n")
+    assert flow.broker_config == block.broker_config
+    assert flow.broker_config.path == str(tmp_path / "x.db")  # type: ignore[attr-defined]
+
+
+def test_malformed_flow_yaml_with_a_var_names_the_real_problem(tmp_path: Path) -> None:
+    msg = error_of(tmp_path, "handler: json:dumps\nembedded: {path: ${BQ_DB}, x: [}\n")
+    assert msg.startswith("FILE:2: malformed YAML"), msg
+    assert "'}'" in msg, msg
+
+
 def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
     msg = error_of(tmp_path, "handler: json:dumps\nembedded: {path: x\nconcurrency: 2\n")
     assert msg.startswith("FILE:3: malformed YAML")

@@ -36,7 +36,7 @@ def test_message_bytes_str_and_model_parameters() -> None:
     def on_order(o: Order) -> None:
         got.append(o)
 
-    def untyped(m):  # type: ignore[no-untyped-def]
+    def untyped(m):
         got.append(m)
 
     msg = Message(b'{"id": 1, "item": "tea"}')
@@ -171,7 +171,7 @@ def test_annotations_the_adapter_cannot_decode_are_refused_at_start_naming_the_p
 
 
 def test_handlers_that_need_more_than_one_argument_are_refused() -> None:
-    def three(a, b, c):  # type: ignore[no-untyped-def]
+    def three(a, b, c):
         pass
 
     def kw_only(*, m: Message) -> None:

@@ -62,7 +62,7 @@ def test_sqlite_heartbeats_are_per_queue_and_shared_by_processes(tmp_path: Path)
 
 def test_a_broker_without_heartbeats_ends_the_thread_quietly() -> None:
     class NoBeats(MemoryBroker):
-        def heartbeat(self, info, ttl):  # type: ignore[no-untyped-def]
+        def heartbeat(self, info, ttl):
             from brokerq.errors import NotSupported
 
             raise NotSupported("no")

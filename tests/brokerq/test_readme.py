@@ -49,7 +49,7 @@ def test_embedded_quickstart_meets_configs_demo_yaml(
         ).stdout
         return dict(json.loads(out))
 
-    assert counts() == {"pending": 2, "delayed": 1, "in_flight": 0, "dead": 0}
+    assert counts() == {"pending": 2, "delayed": 1, "in_flight": 0, "dead": 0, "paused": 0}
     worker = subprocess.Popen(
         [BROKERQ, "run", config], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
     )
@@ -60,7 +60,7 @@ def test_embedded_quickstart_meets_configs_demo_yaml(
         _, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
     assert "reminder for bob: urgent" in err and "reminder for ann: hi" in err
-    assert counts() == {"pending": 0, "delayed": 1, "in_flight": 0, "dead": 0}
+    assert counts() == {"pending": 0, "delayed": 1, "in_flight": 0, "dead": 0, "paused": 0}
 
 
 def test_testing_your_handlers_snippet_runs_as_written(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -13,6 +15,13 @@ from brokerq.message import Message
 from brokerq.retry import RetryPolicy
 from brokerq.routing import Router
 from brokerq.testing.contract import running
+
+
+def as_handler(router: Router) -> Callable[..., Any]:
+    """The Worker takes a Router where a handler goes (Worker.consume); running() is typed
+    for plain handlers."""
+    return cast("Callable[..., Any]", router)
+
 
 SEEN: dict[str, list[bytes]] = {"welcome": [], "reminder": [], "fallback": [], "untyped": []}
 
@@ -47,7 +56,7 @@ def test_types_reach_their_handlers_and_unknown_is_dead_lettered() -> None:
         p.push(b"r", type="email.reminder")
         p.push(b"plain")
         p.push(b"?", type="sms.send")
-    with running(broker, router, retry=RetryPolicy(max_attempts=3)):
+    with running(broker, as_handler(router), retry=RetryPolicy(max_attempts=3)):
         broker.join(10)
     assert (
         SEEN["welcome"] == [b"w"] and SEEN["reminder"] == [b"r"] and SEEN["untyped"] == [b"plain"]
@@ -64,7 +73,7 @@ def test_catch_all_serves_unknown_and_untyped() -> None:
     with broker.producer() as p:
         p.push(b"a", type="other")
         p.push(b"b")
-    with running(broker, router):
+    with running(broker, as_handler(router)):
         broker.join(10)
     assert sorted(SEEN["fallback"]) == [b"a", b"b"]
     assert broker.dead_letters() == []

@@ -112,7 +112,12 @@ def test_message_header_overrides_the_worker_limit() -> None:
     source = ListSource()
     source.pending.append(Message(b"slow", headers={TIME_LIMIT: "0.3"}))
     worker = Worker(source, retry=RetryPolicy(max_attempts=1), time_limit=None)
-    t = run_in_thread(worker, lambda m: [time.sleep(0.05) for _ in range(100)])
+
+    def slow(m: Message) -> None:
+        for _ in range(100):
+            time.sleep(0.05)
+
+    t = run_in_thread(worker, slow)
     assert wait_for(lambda: bool(source.settled), 4)
     _stop(worker, t)
     assert source.settled[0][0] == "dead"

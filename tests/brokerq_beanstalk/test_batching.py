@@ -24,9 +24,11 @@ def copies_left(conf: object) -> int:
     total = 0
     for node in conf.beanstalks:  # type: ignore[attr-defined]
         with greenstalk.Client(split_endpoint(node.endpoint), use=node.tube) as c:
-            stats = c.stats_tube(node.tube) if node.tube in c.tubes() else {}
+            stats: dict[str, object] = (
+                dict(c.stats_tube(node.tube)) if node.tube in c.tubes() else {}
+            )
             total += sum(
-                int(stats.get(k, 0))
+                int(str(stats.get(k, 0)))
                 for k in ("current-jobs-ready", "current-jobs-reserved", "current-jobs-delayed")
             )
     return total

@@ -17,10 +17,10 @@ import redis
 from brokerq.errors import Retry
 from brokerq.message import Message
 from brokerq.retry import RetryPolicy
+from brokerq.testing.servers import split_endpoint
 from brokerq_beanstalk import BeanstalkBroker
 from tests.brokerq_beanstalk.conftest import MakeConf
 from tests.contract import Recorder, running, wait_for
-from tests.services import split_endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +83,8 @@ def test_dead_letter_keeps_type_traceback_and_priority(broker: BeanstalkBroker) 
         producer.push(b"bad", priority=9)
 
     def handler(msg: Message) -> None:
-        {}["missing"]
+        empty: dict[str, int] = {}
+        empty["missing"]
 
     with running(broker, handler, retry=RetryPolicy(max_attempts=1)):
         assert wait_for(lambda: len(broker.dead_letters()) == 1)
@@ -117,7 +118,11 @@ def test_handler_that_kills_its_worker_is_dead_after_max_attempts(
             stdout=subprocess.DEVNULL,
         )
         try:
-            wait_for(lambda p=proc: p.poll() is not None or bool(broker.dead_letters()), timeout=30)
+
+            def ended(p: subprocess.Popen[bytes] = proc) -> bool:
+                return p.poll() is not None or bool(broker.dead_letters())
+
+            wait_for(ended, timeout=30)
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -16,13 +16,13 @@ import pytest
 
 from brokerq.message import Message
 from brokerq.retry import RetryPolicy
+from brokerq.testing.servers import probe
 from brokerq.worker import Worker
 from brokerq_beanstalk import BeanstalkBroker, Producer
 from brokerq_beanstalk.config import Beanstalk
 from brokerq_beanstalk.source import BeanstalkSource
 from tests.brokerq_beanstalk.conftest import MakeConf
 from tests.contract import Recorder, consuming_in_thread, running, wait_for
-from tests.services import probe
 
 pytestmark = pytest.mark.integration
 

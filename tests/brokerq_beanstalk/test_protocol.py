@@ -12,12 +12,12 @@ from pydantic import ValidationError
 
 from brokerq.config import loads
 from brokerq.errors import ConfigError, ConnectionFailed
+from brokerq.testing.servers import split_endpoint
 from brokerq_beanstalk import BeanstalkBroker, DqConf, Producer
 from brokerq_beanstalk._wire import NodeConn
 from brokerq_beanstalk.config import Beanstalk
 from brokerq_beanstalk.protocol import Conn, ProtocolError
 from tests.brokerq_beanstalk.conftest import MakeConf
-from tests.services import split_endpoint
 
 pytestmark = pytest.mark.integration
 

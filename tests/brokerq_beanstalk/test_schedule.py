@@ -15,8 +15,8 @@ from brokerq.schedule import Schedule, message_for
 from brokerq_beanstalk import BeanstalkBroker
 from brokerq_beanstalk.fires import BeanstalkFireStore
 from tests.brokerq.schedule import scenarios
-from tests.brokerq.schedule.helpers import assert_each_tick_once, drain
-from tests.brokerq.schedule.procs import Lab
+from tests.brokerq.schedule.helpers import drain
+from tests.brokerq.schedule.procs import Lab, three_schedulers_twenty_seconds
 from tests.brokerq_beanstalk.conftest import MakeConf
 
 pytestmark = pytest.mark.integration
@@ -89,18 +89,4 @@ def lab(tmp_path: Path, make_conf: MakeConf) -> Iterator[Lab]:
 @pytest.mark.skipif(sys.platform == "win32", reason="uses SIGKILL")
 @pytest.mark.parametrize("kill", [False, True], ids=["steady", "kill-9"])
 def test_three_scheduler_processes_twenty_seconds(lab: Lab, kill: bool) -> None:
-    lab.worker()
-    schedulers = [lab.scheduler() for _ in range(3)]
-    assert lab.wait_runs(2, timeout=30), [lab.stderr(p) for p in lab.procs]
-    start = time.monotonic()
-    if kill:
-        time.sleep(10)
-        lab.kill(schedulers[0])
-    time.sleep(20 - (time.monotonic() - start))
-    for proc in schedulers[1:]:
-        assert lab.stop(proc) == 0, lab.stderr(proc)
-    lab.wait_quiet()
-    ticks = assert_each_tick_once(lab.counts(), 1.0)
-    assert len(ticks) >= 19, ticks
-    early = [r for r in lab.runs() if r.lateness < 0]
-    assert not early, early
+    three_schedulers_twenty_seconds(lab, kill)

@@ -13,7 +13,7 @@ import pytest
 
 from brokerq.errors import ConfigError
 from brokerq_kafka import KafkaBroker
-from brokerq_kafka._dlqadmin import decode_done, encode_done
+from brokerq_kafka._dlqrefs import decode_done, encode_done
 from tests.contract import Recorder, running, wait_for
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from brokerq.errors import Drop
 from brokerq.message import Message
@@ -179,7 +180,9 @@ def test_kill_during_retry_backoff_continues_the_attempts(
     try:
         assert wait_for(lambda: ("flaky", 1) in lines(out), timeout=60)
         with KafkaBroker(conf) as broker:  # the retry record is written, the offset committed
-            assert wait_for(lambda: broker.stats() == {"pending": 0, "retrying": 1, "dead": 0})
+            assert wait_for(
+                lambda: broker.stats() == {"pending": 0, "retrying": 1, "dead": 0, "paused": 0}
+            )
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         assert ("flaky", 2) not in lines(out), "the backoff is 5s: attempt 2 came too soon"

@@ -58,9 +58,11 @@ def test_sigkilled_consumers_lose_nothing(make_conf: ConfFactory, tmp_path: Path
         proc = spawn(conf, out, "--sleep", "0.002")
         # kill it once it has handled some fresh messages
         target = handled_before + 1500
-        assert wait_for(lambda t=target: len(lines(out)) >= t, timeout=60), (
-            f"kill {k}: consumer made no progress"
-        )
+
+        def progressed(t: int = target) -> bool:
+            return len(lines(out)) >= t
+
+        assert wait_for(progressed, timeout=60), f"kill {k}: consumer made no progress"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         handled_before = len(lines(out))

@@ -137,7 +137,14 @@ def test_failing_handler_retries_then_dead_letters_with_headers(make_conf: ConfF
     assert int(headers["brokerq-offset"]) >= 0
     (dead,) = broker.dead_letters()
     assert dead.message.headers == {"tenant": "acme"} and dead.message.attempt == 3
-    assert broker.stats() == {"pending": 0, "retrying": 0, "dead": 1}
+    stats = broker.stats()
+    assert {k: stats[k] for k in ("pending", "retrying", "dead", "paused")} == {
+        "pending": 0,
+        "retrying": 0,
+        "dead": 1,
+        "paused": 0,
+    }
+    assert stats["oldest_age_seconds"] == 0 and stats["lag:0"] == 0
     broker.close()
 
 

@@ -13,6 +13,7 @@ from confluent_kafka import Message as Record
 
 from brokerq.broker import Delivery
 from brokerq.dispatch import Dispatcher
+from brokerq.message import Message
 from brokerq_kafka import KqConf, _wire
 from brokerq_kafka._writer import DurableWriter
 from brokerq_kafka.keyholds import KeyHolds
@@ -61,10 +62,12 @@ def test_concurrent_settles_commit_the_prefix() -> None:
     handles = [Handle(state, o, None) for o in range(n)]
     held_back = handles.pop(4321)
     random.shuffle(handles)
-    threads = [
-        threading.Thread(target=lambda c=handles[i::8]: [book.settle(h) for h in c])  # type: ignore[misc]
-        for i in range(8)
-    ]
+
+    def settle_all(chunk: list[Handle]) -> None:
+        for h in chunk:
+            book.settle(h)
+
+    threads = [threading.Thread(target=settle_all, args=(handles[i::8],)) for i in range(8)]
     for th in threads:
         th.start()
     for th in threads:
@@ -91,7 +94,7 @@ def _hold(book: OffsetBook, offsets: range) -> Any:
     state = next(iter(book.states.values()))
     for o in offsets:
         state.tracker.add(o)
-        state.held.append((Delivery(None, Handle(state, o, None)), None))
+        state.held.append((Delivery(Message(b""), Handle(state, o, None)), None))
     return state
 
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.services import REPO_ROOT, _unavailable, probe
+from brokerq.testing.servers import probe
+from tests.services import REPO_ROOT, _unavailable
 
 KAFKA_PORTS = (19092, 19093, 19094)
 KAFKA_CLUSTER = ",".join(f"127.0.0.1:{p}" for p in KAFKA_PORTS)
@@ -102,7 +103,7 @@ def wait_fully_replicated(topic: str, partitions: int, timeout: float = 90) -> N
 @pytest.fixture
 def cluster_topic(kafka_cluster: str, unique_name: str) -> Iterator[str]:
     """A fresh 3-partition topic with replication factor 3 (and its .dlq), deleted after."""
-    from confluent_kafka.admin import NewTopic
+    from confluent_kafka.cimpl import NewTopic
 
     names = [unique_name, f"{unique_name}.dlq"]
     fs = admin().create_topics([NewTopic(n, num_partitions=3, replication_factor=3) for n in names])
@@ -152,7 +153,8 @@ def sentinel_master() -> tuple[str, int]:
     from redis.sentinel import Sentinel
 
     nodes = [("127.0.0.1", int(s.rsplit(":", 1)[1])) for s in SENTINELS]
-    host, port = Sentinel(nodes, socket_timeout=2).discover_master(SENTINEL_MASTER)
+    sentinel = Sentinel(nodes, socket_timeout=2)  # type: ignore[no-untyped-call]
+    host, port = sentinel.discover_master(SENTINEL_MASTER)  # type: ignore[no-untyped-call]
     return str(host), int(port)
 
 

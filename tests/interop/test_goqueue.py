@@ -40,8 +40,9 @@ def goq() -> Path:
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "GOFLAGS": "-mod=mod"}
+        tmp = f"{out}.{os.getpid()}.tmp"  # pytest-xdist workers may build at the same time
         build = subprocess.run(
-            [go, "build", "-o", str(out) + ".tmp", "."],
+            [go, "build", "-o", tmp, "."],
             cwd=GOQ_DIR,
             env=env,
             capture_output=True,
@@ -50,7 +51,7 @@ def goq() -> Path:
         )
         if build.returncode != 0:
             pytest.fail(f"go build failed:\n{build.stderr}")
-        os.replace(str(out) + ".tmp", out)
+        os.replace(tmp, out)
     return out
 
 

@@ -22,3 +22,8 @@ def sqlite_broker(tmp_path: Path) -> Iterator[SqliteBroker]:
     broker = SqliteBroker({"path": str(tmp_path / "jobs.db"), "visibility_timeout": "5s"})
     yield broker
     broker.close()
+
+
+def counts(stats: dict[str, int]) -> dict[str, int]:
+    """``stats()`` without its age (``oldest_age_seconds`` depends on the clock)."""
+    return {k: v for k, v in stats.items() if k != "oldest_age_seconds"}

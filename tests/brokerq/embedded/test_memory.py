@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from brokerq.embedded import EmbeddedConf, MemoryBroker
 from brokerq.message import Message
 from brokerq.outcome import Failure
+from tests.brokerq.embedded.conftest import counts
 from tests.contract import running, wait_for
 
 
@@ -27,7 +28,7 @@ def test_join_waits_for_every_job_and_its_retries(memory_broker: MemoryBroker) -
     with running(memory_broker, handler):
         memory_broker.join(10)
         assert seen == [1, 2]
-    assert memory_broker.stats() == {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0}
+    assert counts(memory_broker.stats()) == {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0}
 
 
 def test_join_times_out_without_a_worker(memory_broker: MemoryBroker) -> None:
@@ -39,7 +40,7 @@ def test_join_times_out_without_a_worker(memory_broker: MemoryBroker) -> None:
 def test_stats_dead_letters_retry_and_purge(memory_broker: MemoryBroker) -> None:
     memory_broker.producer().push(b"a")
     memory_broker.delay_producer().delay(b"later", 60)
-    assert memory_broker.stats() == {"pending": 1, "delayed": 1, "in_flight": 0, "dead": 0}
+    assert counts(memory_broker.stats()) == {"pending": 1, "delayed": 1, "in_flight": 0, "dead": 0}
     with memory_broker.source() as source:
         delivery = source.receive(1)
         assert delivery is not None
@@ -47,10 +48,11 @@ def test_stats_dead_letters_retry_and_purge(memory_broker: MemoryBroker) -> None
         source.dead(delivery, Failure("ValueError", "nope", "Traceback ..."))
     (dead,) = memory_broker.dead_letters()
     assert (dead.message.value, dead.error, dead.ref) == (b"a", "ValueError: nope", dead.message.id)
+    assert isinstance(dead.error, Failure)
     assert (dead.error.type, dead.traceback) == ("ValueError", "Traceback ...")
     assert memory_broker.dead_letters(refs=["other"]) == []
     assert memory_broker.retry_dead([dead.ref]) == 1
-    assert memory_broker.stats() == {"pending": 1, "delayed": 1, "in_flight": 0, "dead": 0}
+    assert counts(memory_broker.stats()) == {"pending": 1, "delayed": 1, "in_flight": 0, "dead": 0}
     with memory_broker.source() as source:
         delivery = source.receive(1)
         assert delivery is not None and delivery.message.attempt == 1
@@ -96,6 +98,7 @@ def test_a_job_never_settled_ends_dead_as_worker_crashed(memory_broker: MemoryBr
         assert wait_for(lambda: len(memory_broker.dead_letters()) == 1, 10)
     assert seen == []
     (dead,) = memory_broker.dead_letters()
+    assert isinstance(dead.error, Failure)
     assert dead.error.type == "WorkerCrashed" and dead.message.attempt == 4
 
 

@@ -12,8 +12,10 @@ import pytest
 
 from brokerq.broker import Delivery
 from brokerq.embedded import EmbeddedConf, SqliteBroker, _sqlite_db
-from brokerq.embedded.sqlite import SqliteSource
+from brokerq.embedded._sqlite_source import SqliteSource
 from brokerq.errors import ConfigError, ConnectionFailed
+from brokerq.outcome import Failure
+from tests.brokerq.embedded.conftest import counts
 
 
 def _receive(
@@ -42,7 +44,7 @@ def test_push_survives_reopening_the_file(tmp_path: Path) -> None:
         for d in got:
             assert d is not None
             source.ack(d)
-        assert broker.stats() == {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0}
+        assert counts(broker.stats()) == {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0}
 
 
 def test_wal_mode_and_queues_are_separate(tmp_path: Path) -> None:
@@ -84,7 +86,7 @@ def test_heartbeat_keeps_a_long_job_leased(tmp_path: Path) -> None:
     other = broker.source()
     assert other.receive(2.0) is None  # over three lease lengths: renewed all along
     source.ack(delivery)
-    assert broker.stats() == {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0}
+    assert counts(broker.stats()) == {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0}
     broker.close()
 
 
@@ -107,7 +109,7 @@ def test_lease_is_never_renewed_past_the_delivery_deadline(tmp_path: Path) -> No
 def test_read_only_operations_create_nothing(tmp_path: Path) -> None:
     path = tmp_path / "never.db"
     broker = SqliteBroker({"path": str(path)})
-    assert broker.stats() == {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0}
+    assert counts(broker.stats()) == {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0}
     assert broker.dead_letters() == []
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ConfigError, match="does not exist"):
@@ -124,12 +126,12 @@ def test_read_only_operations_create_nothing(tmp_path: Path) -> None:
 def test_stats_dead_letters_retry_dead_purge(sqlite_broker: SqliteBroker) -> None:
     sqlite_broker.producer().push_many([b"a", b"b"])
     sqlite_broker.delay_producer().delay(b"later", 60)
-    assert sqlite_broker.stats() == {"pending": 2, "delayed": 1, "in_flight": 0, "dead": 0}
+    assert counts(sqlite_broker.stats()) == {"pending": 2, "delayed": 1, "in_flight": 0, "dead": 0}
     source, one = _receive(sqlite_broker)
     _, two = _receive(sqlite_broker, source)
     assert sqlite_broker.stats()["in_flight"] == 2
-    source.dead(one, "ValueError: a")
-    source.dead(two, "ValueError: b")
+    source.dead(one, Failure.parse("ValueError: a"))
+    source.dead(two, Failure.parse("ValueError: b"))
     letters = sqlite_broker.dead_letters()
     assert [(d.message.value, d.error) for d in letters] == [
         (b"a", "ValueError: a"),
@@ -139,12 +141,12 @@ def test_stats_dead_letters_retry_dead_purge(sqlite_broker: SqliteBroker) -> Non
     assert sqlite_broker.retry_dead([letters[0].ref, "no-such-id"]) == 1
     _, again = _receive(sqlite_broker, source)
     assert (again.message.value, again.message.attempt) == (b"a", 1)
-    source.retry(again, 30, "later")
-    assert sqlite_broker.stats() == {"pending": 0, "delayed": 2, "in_flight": 0, "dead": 1}
+    source.retry(again, 30, Failure.parse("later"))
+    assert counts(sqlite_broker.stats()) == {"pending": 0, "delayed": 2, "in_flight": 0, "dead": 1}
     assert sqlite_broker.retry_dead() == 1
     assert sqlite_broker.purge_dead() == 0
     _, b = _receive(sqlite_broker, source)
-    source.dead(b, "x")
+    source.dead(b, Failure.parse("x"))
     assert sqlite_broker.purge_dead() == 1
     source.close()
 

@@ -13,6 +13,7 @@ from brokerq.errors import ConfigError
 from brokerq.message import Message
 from brokerq.outcome import Failure
 from brokerq.retry import RetryPolicy
+from tests.brokerq.embedded.conftest import counts
 from tests.contract import running, wait_for
 
 OLD_SCHEMA = """
@@ -98,8 +99,9 @@ def test_a_file_from_an_older_brokerq_is_migrated(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="older brokerq"):
         broker.stats()  # read-only: does not upgrade the file
     broker.check()  # read-write: upgrades it
-    assert broker.stats() == {"pending": 1, "delayed": 0, "in_flight": 0, "dead": 1}
+    assert counts(broker.stats()) == {"pending": 1, "delayed": 0, "in_flight": 0, "dead": 1}
     (letter,) = broker.dead_letters()
+    assert isinstance(letter.error, Failure)
     assert (letter.error, letter.error.type, letter.traceback) == ("KeyError: 'k'", "KeyError", "")
     broker.producer().push(b"urgent", priority=0)
     with broker.source() as source:
@@ -109,15 +111,17 @@ def test_a_file_from_an_older_brokerq_is_migrated(tmp_path: Path) -> None:
 
 def test_dead_letters_keep_type_and_traceback(sqlite_broker: SqliteBroker) -> None:
     def handler(msg: Message) -> None:
-        {}["missing"]
+        empty: dict[str, int] = {}
+        empty["missing"]
 
     sqlite_broker.producer().push_many([b"a", b"b"])
     with running(sqlite_broker, handler, retry=RetryPolicy(max_attempts=1)):
         assert wait_for(lambda: len(sqlite_broker.dead_letters()) == 2, 15)
     first, second = sqlite_broker.dead_letters()
+    assert isinstance(first.error, Failure)
     assert first.error == "KeyError: 'missing'" and first.error.type == "KeyError"
     assert "Traceback (most recent call last)" in first.traceback
-    assert 'in handler\n    {}["missing"]' in first.traceback
+    assert 'in handler\n    empty["missing"]' in first.traceback
     only = sqlite_broker.dead_letters(refs=[second.ref])
     assert [d.ref for d in only] == [second.ref]
     assert len(sqlite_broker.dead_letters(limit=1)) == 1

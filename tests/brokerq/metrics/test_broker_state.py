@@ -46,6 +46,7 @@ def test_keys_map_to_gauges_and_labels_are_redacted() -> None:
             "in_flight": 1,
             "dead": 4,
             "oldest_age_seconds": 12.5,
+            "paused": 1,
             "lag:0": 7,
             "lag:1": 0,
             "node:127.0.0.1:11300:pending": 3,
@@ -60,6 +61,7 @@ def test_keys_map_to_gauges_and_labels_are_redacted() -> None:
         "dead": 4,
     }
     assert value(families, "brokerq_queue_oldest_age_seconds", worker="w", queue="q") == 12.5
+    assert value(families, "brokerq_queue_paused", worker="w", queue="q") == 1
     assert by_label(families, "brokerq_kafka_lag", "partition") == {"0": 7, "1": 0}
     nodes = by_label(families, "brokerq_queue_node_messages", "node")
     assert nodes == {"127.0.0.1:11300": 3, "redis://app:***@10.0.0.1:6379": 1}

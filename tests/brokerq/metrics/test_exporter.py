@@ -26,7 +26,7 @@ class FakeWorker:
 
 def exporter(broker: MemoryBroker | None = None, **conf: object) -> Exporter:
     return Exporter(
-        MetricsConf(listen="0", **conf),  # type: ignore[arg-type]
+        MetricsConf(listen="0", **conf),
         worker="w",
         queue="q",
         broker=broker or MemoryBroker.from_config({"backend": "memory"}),

@@ -97,6 +97,7 @@ def test_a_broker_blip_does_not_end_the_watch() -> None:
         item = next(calls)
         if isinstance(item, Exception):
             raise item
+        assert isinstance(item, dict)
         return item
 
     got = list(samples(flaky, None, 0.01, count=3))

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from tests.brokerq.metrics.helpers import (
     get,
     parse,
     push_to,
+    value,
 )
 from tests.contract import wait_for
 
@@ -31,6 +33,14 @@ def scrape(port: int) -> dict[str, float]:
         return {}
     assert status == 200
     return by_label(parse(body), "brokerq_messages_processed_total", "outcome")
+
+
+def states(stats: dict[str, float]) -> dict[str, float]:
+    """The ``stats()`` keys exported as ``brokerq_queue_messages{state}`` (brokerq.metrics.
+    broker_state: plain keys but the age and the paused flag)."""
+    return {
+        k: v for k, v in stats.items() if ":" not in k and k not in ("oldest_age_seconds", "paused")
+    }
 
 
 def test_scrape_counts_outcomes_and_depth_matches_stats(
@@ -47,7 +57,8 @@ def test_scrape_counts_outcomes_and_depth_matches_stats(
 
     stats = {k: float(v) for k, v in json.loads(bq("stats", str(config), "--json").stdout).items()}
     assert stats["dead"] == 1 and stats["pending"] == 0
-    assert wait_for(lambda: depth() == stats, 10), (depth(), stats)
+    assert stats["paused"] == 0
+    assert wait_for(lambda: depth() == states(stats), 10), (depth(), stats)
 
     assert get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
     assert get(f"http://127.0.0.1:{port}/readyz") == (200, "ok\n")
@@ -64,7 +75,7 @@ def test_scrape_counts_outcomes_and_depth_matches_stats(
         ).stdout.splitlines()
     ]
     assert rows[1]["processed"] == {"ok": 5.0, "retry": 1.0, "dead": 1.0}
-    assert rows[1]["stats"] == stats and rows[1]["rates"]["dead"] == 0.0
+    assert rows[1]["stats"] == stats | {"paused": 0} and rows[1]["rates"]["dead"] == 0.0
 
 
 def test_sigterm_stops_serving(port: int, worker: subprocess.Popen[str]) -> None:
@@ -180,12 +191,13 @@ def test_kq_worker_scrape_matches_stats_and_shows_no_secret(
         stats = {
             k: float(v) for k, v in json.loads(bq("stats", str(config), "--json").stdout).items()
         }
+        stats.pop("paused", None)  # the pause flag is not a message count
 
         def depth() -> dict[str, float]:
             body = get(f"http://127.0.0.1:{port}/metrics")[1]
             return by_label(parse(body), "brokerq_queue_messages", "state")
 
-        assert wait_for(lambda: depth() == stats, 30), (depth(), stats)
+        assert wait_for(lambda: depth() == states(stats), 30), (depth(), stats)
         assert stats["dead"] == 1
         for path in ("/metrics", "/healthz", "/readyz"):
             status, body = get(f"http://127.0.0.1:{port}{path}")
@@ -230,3 +242,41 @@ def test_each_supervised_process_serves_its_own_port(tmp_path: Path, config: Pat
             assert proc.stderr is not None
             proc.stderr.close()
     assert not _up(port) and not _up(port + 1)
+
+
+def test_a_running_schedule_reports_its_fires(tmp_path: Path, port: int) -> None:
+    config = tmp_path / "sched.yaml"
+    config.write_text(
+        "name: sched-test\n"
+        f"embedded: {{path: '{tmp_path / 's.db'}', queue: s}}\n"
+        "handler: tests.brokerq.metrics.helpers:ok_or_fail\n"
+        "schedules:\n  - name: tick\n    every: 1s\n"
+        f"metrics: {{listen: '127.0.0.1:{port}', cache: 100ms}}\n"
+    )
+    proc = subprocess.Popen(
+        [BROKERQ, "run", str(config)], cwd=ROOT, stderr=subprocess.DEVNULL, text=True
+    )
+
+    def fires() -> dict[str, Any]:
+        try:
+            return parse(get(f"http://127.0.0.1:{port}/metrics", timeout=2)[1])
+        except OSError:
+            return {}
+
+    def fired(families: dict[str, Any]) -> float:
+        return value(families, "brokerq_schedule_fires_total", schedule="tick", outcome="ok") or 0
+
+    try:
+        assert wait_for(lambda: fired(fires()) >= 2, 30)
+        families = fires()
+        last = value(families, "brokerq_schedule_last_fire_timestamp_seconds", schedule="tick")
+        assert last is not None and last == int(last)  # `every: 1s` ticks on whole seconds
+        late = value(families, "brokerq_schedule_fire_lateness_seconds_count", schedule="tick")
+        assert late is not None and late >= 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.brokerq.schedule.helpers import assert_each_tick_once
-from tests.brokerq.schedule.procs import Lab
+from tests.brokerq.schedule.procs import Lab, three_schedulers_twenty_seconds
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,18 +34,4 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 @pytest.mark.parametrize("kill", [False, True], ids=["steady", "kill-9"])
 def test_three_schedulers_twenty_seconds_each_tick_once(lab: Lab, kill: bool) -> None:
-    lab.worker()
-    schedulers = [lab.scheduler() for _ in range(3)]
-    assert lab.wait_runs(2, timeout=30), [lab.stderr(p) for p in lab.procs]
-    start = time.monotonic()
-    if kill:
-        time.sleep(10)
-        lab.kill(schedulers[0])
-    time.sleep(20 - (time.monotonic() - start))
-    for proc in schedulers[1:]:
-        assert lab.stop(proc) == 0, lab.stderr(proc)
-    lab.wait_quiet()
-    ticks = assert_each_tick_once(lab.counts(), 1.0)
-    assert len(ticks) >= 19, ticks
-    early = [r for r in lab.runs() if r.lateness < 0]
-    assert not early, early
+    three_schedulers_twenty_seconds(lab, kill)

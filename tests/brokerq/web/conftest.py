@@ -33,7 +33,7 @@ def section(
     if kind == "sqlite":
         return {"embedded": {"path": str(tmp_path / "jobs.db"), "queue": queue}}
     if kind == "kq":
-        from tests.brokerq_kafka.conftest import create_topic
+        from brokerq.testing.servers import create_topic
 
         bootstrap = request.getfixturevalue("kafka_bootstrap")
         topic = request.getfixturevalue("kafka_topic")

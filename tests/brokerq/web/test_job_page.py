@@ -3,13 +3,19 @@ guard state), masked headers and an escaped payload; NotSupported is a line."""
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from brokerq.broker import JobInfo
+import pytest
+
+from brokerq.broker import Broker, JobInfo
 from brokerq.config import loads
 from brokerq.embedded import MemoryBroker
 from brokerq.message import Message
+from brokerq.outcome import Failure
 from brokerq.web.queues import Queue
 from tests.brokerq.web.conftest import client_for
 
@@ -57,10 +63,61 @@ def test_a_known_job_shows_its_state_details_and_escaped_payload() -> None:
     assert " UTC" in html  # due and created times
 
 
+class NoLookups(MemoryBroker):
+    """A backend without ``job`` (the contract's default: NotSupported)."""
+
+    job = Broker.job
+
+
 def test_an_unknown_job_and_a_backend_without_lookups() -> None:
     q = queue()
     cfg = loads("name: plain\nhandler: a:b\nembedded: {backend: memory}\n")
-    plain = Queue("plain", "<test>", cfg, MemoryBroker())
+    plain = Queue("plain", "<test>", cfg, NoLookups())
     html = client_for([q, plain]).get("/job", params={"id": "nope"}).text
     assert "jobs: no job <code>nope</code> known." in html
     assert "job lookup: not supported here" in html
+
+
+def test_sqlite_job_states_delayed_retrying_running(
+    make_config: Callable[..., Path], queues_for: Callable[..., list[Queue]]
+) -> None:
+    (q,) = queues_for(make_config("sqlite"))
+    with q.broker.delay_producer() as d:
+        later = d.delay(b"later", 3600)
+    with q.broker.producer() as p:
+        p.push(b"now", job_id="now-1")
+    client = client_for([q])
+
+    def state_line(job_id: str) -> str:
+        html = client.get("/job", params={"id": job_id}).text
+        match = re.search(r'<td class="jobstate">(.*?)</td>', html)
+        assert match, html
+        return match.group(1)
+
+    assert re.match(r"delayed until .* UTC \(in 59m\d\ds\)", state_line(later))
+    with q.broker.source() as source:
+        delivery = source.receive(5)
+        assert delivery is not None and delivery.message.id == "now-1"
+        html = client.get("/job", params={"id": "now-1"}).text
+        assert state_line("now-1") == "running"
+        lease = re.search(r'data-detail="lease_until"><th>lease_until</th><td><code>(.*?)<', html)
+        assert lease and lease.group(1).endswith(" UTC")  # a time, not a float
+        source.retry(delivery, 30, Failure("ValueError", "try <later>"))
+    assert re.match(r"retrying at .* UTC \(in \d+s\)", state_line("now-1"))
+    assert "try &lt;later&gt;" in client.get("/job", params={"id": "now-1"}).text
+
+
+@pytest.mark.integration
+def test_dq_job_shows_copies_per_node_and_guard(
+    make_config: Callable[..., Path], queues_for: Callable[..., list[Queue]]
+) -> None:
+    (q,) = queues_for(make_config("dq"))
+    with q.broker.delay_producer() as d:
+        job_id = d.delay(b"later", 3600)
+    html = client_for([q]).get("/job", params={"id": job_id}).text
+    assert 'class="badge state-delayed">delayed<' in html
+    copies = re.search(r'data-detail="copies">(.*?)</table>', html, re.S)
+    assert copies, html
+    assert copies.group(1).count("delayed") == min(3, len(q.config.broker_config.beanstalks))  # type: ignore[attr-defined]
+    guard = re.search(r'data-detail="guard">(.*?)</table>', html, re.S)
+    assert guard and "claimed" in guard.group(1) and "<code>no</code>" in guard.group(1)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
-from brokerq.web.queues import Answer, Queue
+from brokerq.web.queues import Answer, Card, Queue
 from brokerq.web.sampler import Sampler
 
 
@@ -33,7 +33,7 @@ def test_throughput_chart_when_heartbeats_count_jobs(
     sampler = Sampler([q], every=5, keep=900)
     beats = iter([(100.0, 100), (100.0, 100), (105.0, 160), (110.0, 220)])
 
-    def card_with_counts() -> object:
+    def card_with_counts() -> Card:
         card = Queue.card(q)
         at, processed = next(beats)
         worker = SimpleNamespace(processed=processed, last_beat=at)
