@@ -4,21 +4,19 @@ job control)."""
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import uuid
 import weakref
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaException
 from pydantic import BaseModel
 
 from brokerq.broker import Broker, Capabilities, DeadLetter, JobInfo, WorkerInfo
 from brokerq.enqueue import check_job_id
-from brokerq.errors import ConfigError, ConnectionFailed
-from brokerq.tls import handshake_error
-from brokerq_kafka import _wire
+from brokerq.errors import ConfigError
+from brokerq_kafka import _wire, probe
 from brokerq_kafka._dlqadmin import DeadLetterAdmin
 from brokerq_kafka._dlqrefs import make_ref
 from brokerq_kafka._errors import translate
@@ -109,53 +107,9 @@ class KafkaBroker(Broker):
     def check(self) -> None:
         """ConnectionFailed naming the bootstrap servers and the reason (TLS, SASL, no answer
         within 5 s), or when the topic is missing and the broker would not create it on the
-        first push. A missing topic the broker will create is logged as a warning (a worker
-        started now reads it from its start)."""
-        reasons: list[KafkaError] = []
-        config = self.conf.reader_config(self.conf.group, error_cb=reasons.append)
-        try:
-            probe = Consumer(config)
-        except (KafkaException, ValueError, TypeError) as e:
-            raise translate(e, f"kafka client config for {self.conf.topic!r}") from e
-        try:
-            probe.list_topics(timeout=5)
-        except KafkaException as e:
-            probe.poll(0.1)  # serves error_cb: the TLS or SASL failure, if there was one
-            why = self._why(e, reasons)
-            raise ConnectionFailed(f"kafka {','.join(self.conf.brokers)}: {why}") from e
-        finally:
-            probe.close()
-        problem = self.missing_topic()
-        if problem is None:
-            return
-        if self.auto_creates_topics() is False:
-            raise ConnectionFailed(problem + ": create it")
-        logger.warning("%s", problem)
-
-    def _why(self, e: KafkaException, reasons: list[KafkaError]) -> str:
-        """One line: librdkafka's first specific error, made precise for TLS failures."""
-        specific = [r for r in reasons if r.code() != KafkaError._ALL_BROKERS_DOWN]
-        if not specific:
-            return f"no answer within 5s: {e}"
-        text = str(specific[0].str()).split(" (after ")[0]
-        tls = str(self.conf.security().get("security.protocol", "")).endswith("SSL")
-        if tls and ("SSL" in text or "certificate" in text):
-            # librdkafka says "certificate verify failed" for every cause: ask OpenSSL why
-            where = re.search(r"://([^/\s]+):(\d+)/", text)
-            host, port = (
-                (where.group(1), where.group(2)) if where else self.conf.brokers[0].rsplit(":", 1)
-            )
-            precise = handshake_error(
-                host.strip("[]"),
-                int(port),
-                ca_file=self.conf.ca_file,
-                cert_file=self.conf.cert_file,
-                key_file=self.conf.key_file,
-                check_hostname=self.conf.ssl_check_hostname,
-            )
-            if precise:
-                return f"{host}:{port}: {precise}"
-        return text
+        first push (brokerq_kafka.probe). A missing topic the broker will create is logged as
+        a warning (a worker started now reads it from its start)."""
+        probe.check(self.conf, self.missing_topic)
 
     def check_notes(self) -> list[str]:
         problem = self.missing_topic()
@@ -165,38 +119,11 @@ class KafkaBroker(Broker):
         """What is wrong with the topic (it does not exist yet, and whether the broker will
         create it on the first push), or None when it exists. ConnectionFailed when no
         broker answers within 5 s."""
-        try:
-            md = self._client().list_topics(timeout=5)
-        except KafkaException as e:
-            raise ConnectionFailed(
-                f"kafka {','.join(self.conf.brokers)}: no answer within 5s: {e}"
-            ) from e
-        topic = md.topics.get(self.conf.topic)
-        if topic is not None and topic.error is None:
-            return None
-        how = {
-            True: "the broker creates it on the first push",
-            False: "the broker does not create topics on first use "
-            "(auto.create.topics.enable=false)",
-            None: "whether the broker creates it on first use is unknown",
-        }[self.auto_creates_topics()]
-        return f"kafka topic {self.conf.topic!r} does not exist yet: {how}"
+        return probe.missing_topic(self.conf, self._client())
 
     def auto_creates_topics(self) -> bool | None:
         """The brokers' ``auto.create.topics.enable`` (None when it cannot be read)."""
-        from confluent_kafka.admin import AdminClient
-        from confluent_kafka.admin._config import ConfigResource
-
-        try:
-            admin = AdminClient(self.conf.reader_config(f"{self.conf.group}.admin"))
-            md = admin.list_topics(timeout=5)
-            broker_id = next(iter(md.brokers))
-            res = ConfigResource(ConfigResource.Type.BROKER, str(broker_id))
-            entries = admin.describe_configs([res])[res].result(timeout=5)
-            value = entries["auto.create.topics.enable"].value
-            return str(value).lower() == "true"
-        except Exception:
-            return None
+        return probe.auto_creates_topics(self.conf)
 
     def stats(self) -> dict[str, int]:
         """pending (sum of ``lag:<partition>``) and oldest_age_seconds: brokerq_kafka.lag;
