@@ -10,7 +10,7 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 from pydantic import BaseModel
 
 from brokerq.broker import Broker, Capabilities, DeadLetter, JobInfo, WorkerInfo
@@ -68,6 +68,7 @@ class KafkaBroker(Broker):
         self._reader: Consumer | None = None
         self._admin: DeadLetterAdmin | None = None
         self._lock = threading.Lock()
+        self._lag = LagProbe(config, config.group)  # lag and oldest age (stats)
         self._watch: PauseWatch | None = None
         self._sources: weakref.WeakSet[KafkaSource] = weakref.WeakSet()
         self._total: tuple[float, int] = (0.0, 0)  # (read at, monotonic seconds; partitions)
@@ -125,31 +126,23 @@ class KafkaBroker(Broker):
         return probe.auto_creates_topics(self.conf)
 
     def stats(self) -> dict[str, int]:
-        """pending: messages not yet committed by the group (sum of ``lag:<partition>``,
-        commit markers of transactions excluded: brokerq_kafka.lag); oldest_age_seconds:
-        age of the oldest first-unconsumed record (when the probe read it in time); retrying:
-        records in the retry topics not yet committed; dead: dead letters still listed;
-        paused: 1 while the group is paused."""
+        """pending (sum of ``lag:<partition>``) and oldest_age_seconds: brokerq_kafka.lag;
+        retrying: records in the retry topics not yet committed; dead: dead letters still
+        listed; paused: 1 while the group is paused."""
         from brokerq_kafka.retrytopics import retry_topics
 
         try:
             with self._lock:
-                lags = self._lag().measure(
-                    self._client(), self.conf.topic, self._partitions(self.conf.topic)
+                lags = self._lag.measure(self._client(), self.conf.topic)
+                retrying = sum(
+                    self._lag.pending(self._client(), t) for t in retry_topics(self.conf)
                 )
-                retrying = sum(self._pending(t) for t in retry_topics(self.conf))
                 dead = self._dlq().open_count()
         except KafkaException as e:
             raise translate(e, f"kafka stats for {self.conf.topic!r}") from e
         watch = self._watch
         paused = watch.current if watch is not None else read_flag(self.conf)
         return {"retrying": retrying, "dead": dead, "paused": int(paused), **lag_stats(lags)}
-
-    def _lag(self) -> LagProbe:
-        probe: LagProbe | None = self.__dict__.get("_lag_probe")
-        if probe is None:
-            probe = self.__dict__["_lag_probe"] = LagProbe(self.conf, self.conf.group)
-        return probe
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
         """The DLQ records after the ``<group>.dlq-admin`` group's commits (ref
@@ -164,7 +157,7 @@ class KafkaBroker(Broker):
         return letters[:limit]
 
     def jobs(self, state: str, limit: int = 50, offset: int = 0) -> list[JobInfo]:
-        """Dead letters only; other states raise NotSupported (brokerq_kafka.lag.listing)."""
+        """Dead letters only; other states raise NotSupported (brokerq_kafka.lag)."""
         return dead_listing(self, state, limit, offset)
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
@@ -261,9 +254,7 @@ class KafkaBroker(Broker):
             if self._admin is not None:
                 self._admin.close()
                 self._admin = None
-            probe = self.__dict__.pop("_lag_probe", None)
-            if probe is not None:
-                probe.close()
+            self._lag.close()
 
     # -- internals ---------------------------------------------------------------------------
     def _resolve(self, refs: list[str] | None) -> list[str] | None:
@@ -282,18 +273,6 @@ class KafkaBroker(Broker):
                 )
             out += [d.ref for d in found]
         return out
-
-    def _pending(self, topic: str) -> int:
-        client = self._client()
-        parts = self._partitions(topic)
-        if not parts:
-            return 0
-        pending = 0
-        for tp in client.committed([TopicPartition(topic, p) for p in parts], timeout=10):
-            low, high = client.get_watermark_offsets(tp, timeout=10)
-            start = tp.offset if tp.offset >= 0 else low
-            pending += max(0, high - start)
-        return pending
 
     def _client(self) -> Consumer:
         """A consumer in the main group for metadata, watermarks and committed offsets (never
