@@ -134,7 +134,10 @@ PURGE_FINISHED = (
 )
 RELEASE = "UPDATE jobs SET lease_until = NULL, owner = NULL WHERE id = ? AND owner = ?"
 RENEW = "UPDATE jobs SET lease_until = ? WHERE id = ? AND owner = ?"
-_REVOCABLE = "id = :id AND queue = :queue AND state = 'ready' AND (lease_until IS NULL OR lease_until <= :now)"
+_REVOCABLE = (
+    "id = :id AND queue = :queue AND state = 'ready'"
+    " AND (lease_until IS NULL OR lease_until <= :now)"
+)
 REVOKE = f"DELETE FROM jobs WHERE {_REVOCABLE}"
 REVOKE_KEEP = (
     "UPDATE jobs SET state = 'revoked', failed_at = :now, not_before = :forget,"

@@ -23,7 +23,7 @@ from brokerq.outcome import Failure
 
 PURGE_EVERY = 10.0  # seconds between two purges of finished jobs by one source
 PURGE_BATCH = 500  # rows deleted per write transaction
-PURGE_BATCHES = 20  # at most this many transactions per purge (the next one continues)
+PURGE_BATCHES = 200  # at most this many per purge (100k rows; the next purge continues)
 
 
 class _Broker(Protocol):
@@ -63,6 +63,16 @@ def _message(row: tuple[Any, ...]) -> Message:
         created_at=float(created_at),
         not_before=float(not_before) if not_before > created_at else None,
     )
+
+
+def _failure(row: tuple[Any, ...]) -> Failure:
+    """The failure stored with a dead row (its ``error``, ``error_type``, ``traceback``
+    columns, as SqliteBroker.dead_letters reads them)."""
+    text, error_type, tb = str(row[7] or ""), row[9], row[10] or ""
+    if error_type is None:  # dead-lettered by an older brokerq: only the text was kept
+        return Failure.parse(text, tb)
+    message = "" if text == error_type else text.removeprefix(f"{error_type}: ")
+    return Failure(error_type, message, tb)
 
 
 class SqliteSource(Source):

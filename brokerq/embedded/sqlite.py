@@ -2,8 +2,9 @@
 
 Jobs are rows of one ``jobs`` table (WAL mode). A source claims a job atomically with one
 ``UPDATE … WHERE id = (SELECT … LIMIT 1) RETURNING …`` that stamps a lease (``lease_until``)
-and an owner token; settling (ack = delete, retry, dead, release) only touches a row whose
-owner is still us. While a handler runs, a heartbeat thread in the source renews the leases
+and an owner token; settling (ack, retry, dead, release) only touches a row whose owner is
+still us. An ack keeps the row as 'done' for ``keep_done`` seconds (one UPDATE; a DELETE with
+``keep_done: 0``), so ``job(id)`` can answer; sources purge old ones in small batches. While a handler runs, a heartbeat thread in the source renews the leases
 it holds every third of ``visibility_timeout``, so only a job whose worker died (kill -9,
 power cut) becomes claimable again, after the lease runs out, and that run counts as an
 attempt. The heartbeat stops renewing a lease once the delivery's ``deadline`` (its time
@@ -13,7 +14,9 @@ other workers within ``visibility_timeout``.
 Jobs run lowest ``priority`` first (beanstalkd's rule, 0..2**32-1; the section's ``priority``
 when a push gives none), then in due-time order; a job keeps its priority through retries,
 releases and dead-letter redrives. Dead letters keep the failure's type and traceback.
-Read-only operations (``stats``, ``dead_letters``) open the file read-only.
+Read-only operations (``stats``, ``dead_letters``, ``job``, ``is_paused``) open the file
+read-only. Job control (caller-chosen ids, states, the pause flag, shared rate limits) is
+described in brokerq.embedded._sqlite_jobs.
 
 Durability: producers commit with ``synchronous=FULL`` by default, so a push has been
 fsynced when it returns (survives a power cut; ~0.2 ms per push here, use ``push_many`` for
@@ -46,27 +49,17 @@ from brokerq.broker import (
 )
 from brokerq.embedded import _listing, _sqlite_jobs, _workers
 from brokerq.embedded import _sqlite_db as sql
-from brokerq.embedded._sqlite_source import SqliteSource, _message
+from brokerq.embedded._sqlite_source import SqliteSource, _failure, _message
 from brokerq.embedded.config import EmbeddedConf, check_priority
 from brokerq.enqueue import check_job_id, unique_seconds
 from brokerq.errors import ConfigError, ConnectionFailed, DeliveryError
 from brokerq.headers import with_options
 from brokerq.message import new_id, to_bytes
-from brokerq.outcome import Failure
 from brokerq.schedule.store import FireStore
 
 logger = logging.getLogger(__name__)
 
 _C = TypeVar("_C", "SqliteProducer", "SqliteDelayProducer", "SqliteSource")
-
-
-def _failure(row: tuple[Any, ...]) -> Failure:
-    """The failure stored with a dead row (``error``, ``error_type``, ``traceback`` columns)."""
-    text, error_type, tb = str(row[7] or ""), row[9], row[10] or ""
-    if error_type is None:  # dead-lettered by an older brokerq: only the text was kept
-        return Failure.parse(text, tb)
-    message = "" if text == error_type else text.removeprefix(f"{error_type}: ")
-    return Failure(error_type, message, tb)
 
 
 class SqliteBroker(Broker):
@@ -212,24 +205,13 @@ class SqliteBroker(Broker):
         return False
 
     def stats(self) -> dict[str, int]:
-        """Counts of this queue (read-only: creates and changes nothing; all 0 while the
-        file does not exist)."""
-        if not self._exists():
-            return {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0, "oldest_age_seconds": 0}
-        with self._reader.use("stats") as conn:
-            row = conn.execute(sql.STATS, {"now": time.time(), "queue": self.queue}).fetchone()
-            oldest = _listing.sqlite_oldest_age(conn, self.queue)
-        names = ("pending", "delayed", "in_flight", "dead")
-        return {name: int(v or 0) for name, v in zip(names, row, strict=True)} | {
-            "oldest_age_seconds": oldest
-        }
+        """Counts and oldest age of this queue (read-only: creates and changes nothing; all 0
+        while the file does not exist; brokerq.embedded._listing)."""
+        return _listing.sqlite_stats(self)
 
     def jobs(self, state: str, limit: int = 50, offset: int = 0) -> list[JobInfo]:
-        """Jobs by state, in claim order (brokerq.listing; read-only, brokerq.embedded._listing)."""
-        if not self._exists():
-            return []
-        with self._reader.use("jobs") as conn:
-            return _listing.sqlite_jobs(conn, self.queue, state, limit, offset)
+        """Jobs by state, in claim order (brokerq.listing; read-only)."""
+        return _listing.sqlite_jobs(self, state, limit, offset)
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
         """Dead jobs, oldest failure first; ``refs`` are job ids (read-only)."""

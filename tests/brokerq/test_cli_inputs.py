@@ -145,3 +145,15 @@ def test_read_only_directory_and_file(tmp_path: Path, env: dict[str, str]) -> No
     finally:
         db.chmod(0o644)
     assert db.read_bytes() == before
+
+
+def test_bad_job_ids_are_one_line_and_create_nothing(tmp_path: Path, env: dict[str, str]) -> None:
+    db = tmp_path / "q.db"
+    cfg = write(tmp_path, f"embedded: {{path: '{db}'}}\nhandler: {HANDLER}\n")
+    proc = bq("push", cfg, "x", "--unique-for", "1h", env=env, check=False)
+    one_line_error(proc, 3, "--unique-for needs --id")
+    proc = bq("delay", cfg, "x", "--in", "1s", "--id", "has space", env=env, check=False)
+    one_line_error(proc, 3, "job_id 'has space'")
+    proc = bq("push", cfg, "x", "--id", "a", "--unique-for", "soon", env=env, check=False)
+    one_line_error(proc, 3, "--unique-for soon")
+    assert not db.exists()
