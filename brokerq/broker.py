@@ -9,7 +9,7 @@ name through the ``brokerq.brokers`` entry-point group (brokerq.registry).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from brokerq import batch_enqueue as many
 from brokerq.enqueue import check_job_id, check_max_delay, refuse_options
 from brokerq.errors import NotSupported
 from brokerq.listing import JobListing
@@ -161,6 +162,24 @@ class DelayProducer(_Closable):
             time_limit=time_limit,
             type=type,
         )
+
+    def delay_many(
+        self, jobs: Iterable[many.DelayedJob | tuple[bytes | str, float | timedelta]]
+    ) -> list[many.EnqueueResult]:
+        """Many ``delay`` calls in one (brokerq.batch_enqueue): one entry per job, in order,
+        its id or the exception that job raised; a failed job never fails the others."""
+        return many.enqueue_many(self, jobs, at=False)
+
+    def at_many(
+        self, jobs: Iterable[many.DelayedJob | tuple[bytes | str, datetime]]
+    ) -> list[many.EnqueueResult]:
+        """Many ``at`` calls in one; results as ``delay_many``."""
+        return many.enqueue_many(self, jobs, at=True)
+
+    def schedule_many(self, jobs: Sequence[many.ScheduledJob]) -> list[many.EnqueueResult]:
+        """Store validated jobs; one id or exception per job, in order. The default calls
+        ``schedule`` for each; backends override it to write many per round trip."""
+        return many.schedule_each(self, jobs)
 
     def _checked(self, due: float) -> float:
         return check_max_delay(due, self.max_delay, type(self).__name__)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -23,7 +24,7 @@ from brokerq_beanstalk.lua import _REVOKE
 
 logger = logging.getLogger(__name__)
 
-MAX_UNREAD = 256  # answers left unread at most
+MAX_UNREAD = 256  # unread answers: the next write reads them first
 
 
 def copies_command(guard: Guard, job_id: str, due: float, copies: list[str]) -> tuple[Any, ...]:
@@ -72,6 +73,30 @@ class CopiesLog:
                 self._conn = pool.get_connection()
             self._conn.send_packed_command(self._conn.pack_command(*command))
             self._unread += 1
+        except redis.RedisError as e:
+            self._drop()
+            raise ConnectionFailed(f"redis (copies): {e}") from e
+
+    def record_many(self, records: Sequence[tuple[str, float, list[str]]]) -> None:
+        """``record`` for several ``(job id, due, copies)`` in one write (answers read
+        later, as for ``record``); ConnectionFailed when Redis cannot take them."""
+        commands = [copies_command(self.guard, *r) for r in records]
+        pool = self.guard.pool
+        if not commands:
+            return
+        if pool is None:  # Redis Cluster: one pipeline, waited for
+            pipe = self.guard.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            self.guard.run("copies", pipe)
+            return
+        try:
+            if self._unread >= MAX_UNREAD:
+                self.drain()
+            if self._conn is None:
+                self._conn = pool.get_connection()
+            self._conn.send_packed_command(self._conn.pack_commands(commands))
+            self._unread += len(commands)
         except redis.RedisError as e:
             self._drop()
             raise ConnectionFailed(f"redis (copies): {e}") from e

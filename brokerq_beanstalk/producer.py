@@ -2,15 +2,18 @@
 
 One public face (go-queue ``dq.Producer``, also what ``BeanstalkBroker.producer()`` and
 ``delay_producer()`` return): ``push`` (an immediate job), ``delay`` / ``at`` (validated once
-by the core template, brokerq.broker.DelayProducer, which calls ``schedule``) and ``revoke``.
+by the core template, brokerq.broker.DelayProducer, which calls ``schedule``), ``delay_many`` /
+``at_many`` (many jobs per round trip, brokerq_beanstalk.batch_put) and ``revoke``.
 ``priority`` (lower runs first, 0..2**32-1; default the config's) travels in the job's
 envelope (header ``brokerq-priority``) so retries, releases and dead-letter retries keep it;
 ``ttr`` (seconds, beanstalkd's time-to-run) is a keyword argument of ``schedule``. The
 broker's middleware push hooks (tracing, metrics) run around every write.
 
 The command is sent to every chosen node before any answer is read, so the writes overlap on
-the wire without threads. Fewer than ``min_written`` acks → the copies written are deleted
-again and DeliveryError names the failed nodes. Priorities, delays and TTRs beyond
+the wire without threads, and ``delay`` returns as soon as ``min_written`` nodes acked: the
+slowest node's answer is read by a later call (brokerq_beanstalk.fanout), its copy recorded
+then. Fewer than ``min_written`` acks → the copies written are deleted again and DeliveryError
+names the failed nodes. Priorities, delays and TTRs beyond
 beanstalkd's 32-bit fields are ValueErrors before anything is sent (``max_delay``).
 
 ``delay`` returns the job's brokerq id (the ``Message.id`` its handler sees). With a Redis
@@ -43,22 +46,18 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import ClassVar
 
+from brokerq.batch_enqueue import EnqueueResult, ScheduledJob
 from brokerq.broker import DelayProducer
 from brokerq.broker import Producer as PushProducer
 from brokerq.enqueue import check_job_id, unique_seconds
-from brokerq.errors import (
-    BrokerError,
-    ConnectionFailed,
-    DeliveryError,
-    MessageTooLarge,
-    NotSupported,
-)
+from brokerq.errors import BrokerError, ConnectionFailed, DeliveryError, NotSupported
 from brokerq.headers import with_options
 from brokerq.middleware import MiddlewareChain
-from brokerq_beanstalk import codec
-from brokerq_beanstalk._wire import NodeConn
+from brokerq_beanstalk import batch_put, codec
+from brokerq_beanstalk._wire import NodeConn, pump_until
 from brokerq_beanstalk.config import Beanstalk, DqConf
 from brokerq_beanstalk.copies import CopiesLog, revoke
+from brokerq_beanstalk.fanout import Tally, Write
 from brokerq_beanstalk.guard import Guard
 from brokerq_beanstalk.protocol import check_put
 from brokerq_beanstalk.unique import GEN, new_generation, reserve, unreserve
@@ -115,6 +114,8 @@ class Producer(DelayProducer, PushProducer):
         self._guard = guard
         self._log = CopiesLog(guard) if guard is not None else None
         self._nodes = {b.endpoint: NodeConn(b.endpoint, b.tube, timeout) for b in beanstalks}
+        self._all = list(self._nodes.values())
+        self._timeout = timeout
         self._lock = threading.Lock()
         self._closed = False
         self._copies: OrderedDict[str, list[tuple[str, int]]] = OrderedDict()
@@ -207,6 +208,10 @@ class Producer(DelayProducer, PushProducer):
             lambda h: self._put(value, due, pri, run, key, h, job_id, unique, gen),
         )
 
+    def schedule_many(self, jobs: Sequence[ScheduledJob]) -> list[EnqueueResult]:
+        """``schedule`` for many jobs, pipelined per node (brokerq_beanstalk.batch_put)."""
+        return batch_put.schedule_many(self, jobs)
+
     def revoke(self, job_id: str) -> bool:
         """Cancel a job that has not run yet: delete every reachable copy and, with a Redis
         guard, mark the id revoked (copies out of reach are deleted when reserved).
@@ -217,6 +222,7 @@ class Producer(DelayProducer, PushProducer):
         """
         bq_id, copies = split_id(job_id)
         with self._lock:
+            self._settle()
             mine = self._copies.pop(bq_id, [])
             if self._log is not None:
                 try:
@@ -244,6 +250,7 @@ class Producer(DelayProducer, PushProducer):
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            self._settle()
             for node in self._nodes.values():
                 node.close()
             if self._log is not None:
@@ -296,67 +303,67 @@ class Producer(DelayProducer, PushProducer):
             raise
 
     def _write(self, bq_id: str, body: bytes, due: float | None, pri: int, run: int) -> str:
-        """Write ``body`` to ``replicas`` nodes; DeliveryError unless ``min_written`` took it."""
+        """Write ``body`` to ``replicas`` nodes; return once ``min_written`` acked it (the
+        last answer is read by a later call, brokerq_beanstalk.fanout), else delete the
+        copies written and raise."""
         seconds = 0.0 if due is None else max(0.0, due - time.time())
         delay = codec.beanstalk_delay(seconds, self.goqueue_compat)
-        written: list[tuple[NodeConn, int]] = []
-        failed: dict[str, BrokerError] = {}
         with self._lock:
             if self._closed:
                 raise DeliveryError("producer is closed")
-            sent: list[NodeConn] = []
-            for node in self._targets():
-                try:
-                    node.send_put(body, pri, delay, run)
-                    sent.append(node)
-                except BrokerError as e:
-                    failed[node.endpoint] = e
-            for node in sent:
-                try:
-                    written.append((node, node.read_put()))
-                except BrokerError as e:
-                    failed[node.endpoint] = e
-            if len(written) < self.min_written:
-                for node, jid in written:  # revoke the partial write
+            write = Write(bq_id, body, due, self.min_written, Tally(), self._late)
+            write.send(self._targets(), pri, delay, run)
+            pump_until(self._all, lambda: write.settled, self._timeout)
+            write.returned = True
+            if write.ok:
+                self._remember([write])
+            else:
+                for node, jid in write.written:  # revoke the partial write
                     try:
                         node.delete(jid)
                     except BrokerError as e:
                         logger.warning(
                             "could not revoke partial copy %s/%d: %s", node.endpoint, jid, e
                         )
-        if len(written) < self.min_written:
-            too_big = [e for e in failed.values() if isinstance(e, MessageTooLarge)]
-            if too_big:
-                raise MessageTooLarge(f"job of {len(body)} bytes: {too_big[0]}") from too_big[0]
-            reasons = "; ".join(f"{ep}: {e}" for ep, e in failed.items())
-            err = DeliveryError(
-                f"job {bq_id} written to {len(written)} node(s), {self.min_written} needed; "
-                f"failed: {reasons}",
-                failed=1,
-            )
-            cause = next(iter(failed.values()), None)
-            if all(isinstance(e, ConnectionFailed) for e in failed.values()) and not written:
-                raise ConnectionFailed(str(err)) from cause
-            raise err from cause
-        if failed:
-            logger.warning("job %s: copies failed on %s", bq_id, ", ".join(failed))
-        for endpoint, error in failed.items():  # metrics: replica writes failed per node
-            self.middleware.replica_failed(self.queue, endpoint, error)
-        copies = [(n.endpoint, jid) for n, jid in written]
-        with self._lock:
-            self._copies[bq_id] = copies
-            if len(self._copies) > MAX_REMEMBERED:
-                self._copies.popitem(last=False)
-            if self._log is not None:
-                try:
-                    self._log.record(
-                        bq_id, due or time.time(), [f"{ep}/{jid}" for ep, jid in copies]
-                    )
-                except ConnectionFailed as e:  # written: only a revoke from elsewhere is weaker
-                    logger.warning("job %s: copies not recorded in redis: %s", bq_id, e)
+        error = write.error()
+        if error is not None:
+            raise error
+        if write.failed:
+            logger.warning("job %s: copies failed on %s", bq_id, ", ".join(write.failed))
+        for endpoint, failure in write.failed.items():  # metrics: replica writes failed per node
+            self.middleware.replica_failed(self.queue, endpoint, failure)
         return bq_id
 
+    def _remember(self, writes: list[Write]) -> None:
+        """Record where ``writes`` went: here, and in Redis for revoke from elsewhere (sent
+        without waiting, brokerq_beanstalk.copies). Under the lock."""
+        copies = self._copies
+        for w in writes:
+            copies[w.bq_id] = [(n.endpoint, jid) for n, jid in w.written]
+        while len(copies) > MAX_REMEMBERED:
+            copies.popitem(last=False)
+        if self._log is not None:
+            now = time.time()
+            try:
+                self._log.record_many([(w.bq_id, w.due or now, w.copies()) for w in writes])
+            except ConnectionFailed as e:  # written: only a revoke from elsewhere is weaker
+                logger.warning("%d job(s): copies not recorded in redis: %s", len(writes), e)
+
+    def _late(self, write: Write, node: NodeConn, result: int | BrokerError) -> None:
+        """An answer that came after the job was returned (under the lock)."""
+        if isinstance(result, BrokerError):
+            logger.warning("job %s: copy on %s failed: %s", write.bq_id, node.endpoint, result)
+            self.middleware.replica_failed(self.queue, node.endpoint, result)
+        elif write.ok:
+            self._remember([write])
+
+    def _settle(self) -> None:
+        """Read every answer still owed (before a revoke or close; under the lock)."""
+        pump_until(self._all, lambda: False, self._timeout)
+
     def copies(self, job_id: str) -> list[str]:
-        """Where this producer wrote ``job_id`` (``endpoint/job id``), if still remembered."""
+        """Where this producer wrote ``job_id`` (``endpoint/job id``), if still remembered
+        (after reading the answers still owed)."""
         with self._lock:
+            self._settle()
             return [f"{ep}/{jid}" for ep, jid in self._copies.get(job_id, [])]

@@ -4,21 +4,19 @@ job control)."""
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import uuid
 import weakref
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 from pydantic import BaseModel
 
 from brokerq.broker import Broker, Capabilities, DeadLetter, JobInfo, WorkerInfo
 from brokerq.enqueue import check_job_id
-from brokerq.errors import ConfigError, ConnectionFailed
-from brokerq.tls import handshake_error
-from brokerq_kafka import _wire
+from brokerq.errors import ConfigError
+from brokerq_kafka import _wire, probe
 from brokerq_kafka._dlqadmin import DeadLetterAdmin
 from brokerq_kafka._dlqrefs import make_ref
 from brokerq_kafka._errors import translate
@@ -70,6 +68,7 @@ class KafkaBroker(Broker):
         self._reader: Consumer | None = None
         self._admin: DeadLetterAdmin | None = None
         self._lock = threading.Lock()
+        self._lag = LagProbe(config, config.group)  # lag and oldest age (stats)
         self._watch: PauseWatch | None = None
         self._sources: weakref.WeakSet[KafkaSource] = weakref.WeakSet()
         self._total: tuple[float, int] = (0.0, 0)  # (read at, monotonic seconds; partitions)
@@ -108,53 +107,9 @@ class KafkaBroker(Broker):
     def check(self) -> None:
         """ConnectionFailed naming the bootstrap servers and the reason (TLS, SASL, no answer
         within 5 s), or when the topic is missing and the broker would not create it on the
-        first push. A missing topic the broker will create is logged as a warning (a worker
-        started now reads it from its start)."""
-        reasons: list[KafkaError] = []
-        config = self.conf.reader_config(self.conf.group, error_cb=reasons.append)
-        try:
-            probe = Consumer(config)
-        except (KafkaException, ValueError, TypeError) as e:
-            raise translate(e, f"kafka client config for {self.conf.topic!r}") from e
-        try:
-            probe.list_topics(timeout=5)
-        except KafkaException as e:
-            probe.poll(0.1)  # serves error_cb: the TLS or SASL failure, if there was one
-            why = self._why(e, reasons)
-            raise ConnectionFailed(f"kafka {','.join(self.conf.brokers)}: {why}") from e
-        finally:
-            probe.close()
-        problem = self.missing_topic()
-        if problem is None:
-            return
-        if self.auto_creates_topics() is False:
-            raise ConnectionFailed(problem + ": create it")
-        logger.warning("%s", problem)
-
-    def _why(self, e: KafkaException, reasons: list[KafkaError]) -> str:
-        """One line: librdkafka's first specific error, made precise for TLS failures."""
-        specific = [r for r in reasons if r.code() != KafkaError._ALL_BROKERS_DOWN]
-        if not specific:
-            return f"no answer within 5s: {e}"
-        text = str(specific[0].str()).split(" (after ")[0]
-        tls = str(self.conf.security().get("security.protocol", "")).endswith("SSL")
-        if tls and ("SSL" in text or "certificate" in text):
-            # librdkafka says "certificate verify failed" for every cause: ask OpenSSL why
-            where = re.search(r"://([^/\s]+):(\d+)/", text)
-            host, port = (
-                (where.group(1), where.group(2)) if where else self.conf.brokers[0].rsplit(":", 1)
-            )
-            precise = handshake_error(
-                host.strip("[]"),
-                int(port),
-                ca_file=self.conf.ca_file,
-                cert_file=self.conf.cert_file,
-                key_file=self.conf.key_file,
-                check_hostname=self.conf.ssl_check_hostname,
-            )
-            if precise:
-                return f"{host}:{port}: {precise}"
-        return text
+        first push (brokerq_kafka.probe). A missing topic the broker will create is logged as
+        a warning (a worker started now reads it from its start)."""
+        probe.check(self.conf, self.missing_topic)
 
     def check_notes(self) -> list[str]:
         problem = self.missing_topic()
@@ -164,65 +119,30 @@ class KafkaBroker(Broker):
         """What is wrong with the topic (it does not exist yet, and whether the broker will
         create it on the first push), or None when it exists. ConnectionFailed when no
         broker answers within 5 s."""
-        try:
-            md = self._client().list_topics(timeout=5)
-        except KafkaException as e:
-            raise ConnectionFailed(
-                f"kafka {','.join(self.conf.brokers)}: no answer within 5s: {e}"
-            ) from e
-        topic = md.topics.get(self.conf.topic)
-        if topic is not None and topic.error is None:
-            return None
-        how = {
-            True: "the broker creates it on the first push",
-            False: "the broker does not create topics on first use "
-            "(auto.create.topics.enable=false)",
-            None: "whether the broker creates it on first use is unknown",
-        }[self.auto_creates_topics()]
-        return f"kafka topic {self.conf.topic!r} does not exist yet: {how}"
+        return probe.missing_topic(self.conf, self._client())
 
     def auto_creates_topics(self) -> bool | None:
         """The brokers' ``auto.create.topics.enable`` (None when it cannot be read)."""
-        from confluent_kafka.admin import AdminClient
-        from confluent_kafka.admin._config import ConfigResource
-
-        try:
-            admin = AdminClient(self.conf.reader_config(f"{self.conf.group}.admin"))
-            md = admin.list_topics(timeout=5)
-            broker_id = next(iter(md.brokers))
-            res = ConfigResource(ConfigResource.Type.BROKER, str(broker_id))
-            entries = admin.describe_configs([res])[res].result(timeout=5)
-            value = entries["auto.create.topics.enable"].value
-            return str(value).lower() == "true"
-        except Exception:
-            return None
+        return probe.auto_creates_topics(self.conf)
 
     def stats(self) -> dict[str, int]:
-        """pending: messages not yet committed by the group (sum of ``lag:<partition>``,
-        commit markers of transactions excluded: brokerq_kafka.lag); oldest_age_seconds:
-        age of the oldest first-unconsumed record (when the probe read it in time); retrying:
-        records in the retry topics not yet committed; dead: dead letters still listed;
-        paused: 1 while the group is paused."""
+        """pending (sum of ``lag:<partition>``) and oldest_age_seconds: brokerq_kafka.lag;
+        retrying: records in the retry topics not yet committed; dead: dead letters still
+        listed; paused: 1 while the group is paused."""
         from brokerq_kafka.retrytopics import retry_topics
 
         try:
             with self._lock:
-                lags = self._lag().measure(
-                    self._client(), self.conf.topic, self._partitions(self.conf.topic)
+                lags = self._lag.measure(self._client(), self.conf.topic)
+                retrying = sum(
+                    self._lag.pending(self._client(), t) for t in retry_topics(self.conf)
                 )
-                retrying = sum(self._pending(t) for t in retry_topics(self.conf))
                 dead = self._dlq().open_count()
         except KafkaException as e:
             raise translate(e, f"kafka stats for {self.conf.topic!r}") from e
         watch = self._watch
         paused = watch.current if watch is not None else read_flag(self.conf)
         return {"retrying": retrying, "dead": dead, "paused": int(paused), **lag_stats(lags)}
-
-    def _lag(self) -> LagProbe:
-        probe: LagProbe | None = self.__dict__.get("_lag_probe")
-        if probe is None:
-            probe = self.__dict__["_lag_probe"] = LagProbe(self.conf, self.conf.group)
-        return probe
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
         """The DLQ records after the ``<group>.dlq-admin`` group's commits (ref
@@ -237,7 +157,7 @@ class KafkaBroker(Broker):
         return letters[:limit]
 
     def jobs(self, state: str, limit: int = 50, offset: int = 0) -> list[JobInfo]:
-        """Dead letters only; other states raise NotSupported (brokerq_kafka.lag.listing)."""
+        """Dead letters only; other states raise NotSupported (brokerq_kafka.lag)."""
         return dead_listing(self, state, limit, offset)
 
     def retry_dead(self, refs: list[str] | None = None) -> int:
@@ -334,9 +254,7 @@ class KafkaBroker(Broker):
             if self._admin is not None:
                 self._admin.close()
                 self._admin = None
-            probe = self.__dict__.pop("_lag_probe", None)
-            if probe is not None:
-                probe.close()
+            self._lag.close()
 
     # -- internals ---------------------------------------------------------------------------
     def _resolve(self, refs: list[str] | None) -> list[str] | None:
@@ -355,18 +273,6 @@ class KafkaBroker(Broker):
                 )
             out += [d.ref for d in found]
         return out
-
-    def _pending(self, topic: str) -> int:
-        client = self._client()
-        parts = self._partitions(topic)
-        if not parts:
-            return 0
-        pending = 0
-        for tp in client.committed([TopicPartition(topic, p) for p in parts], timeout=10):
-            low, high = client.get_watermark_offsets(tp, timeout=10)
-            start = tp.offset if tp.offset >= 0 else low
-            pending += max(0, high - start)
-        return pending
 
     def _client(self) -> Consumer:
         """A consumer in the main group for metadata, watermarks and committed offsets (never

@@ -66,10 +66,18 @@ class LagProbe:
         self._consumer: Consumer | None = None
 
     def measure(
-        self, client: Consumer, topic: str, partitions: list[int], budget: float = PROBE_BUDGET
+        self,
+        client: Consumer,
+        topic: str,
+        partitions: list[int] | None = None,
+        budget: float = PROBE_BUDGET,
     ) -> list[PartitionLag]:
-        """Lag of ``partitions`` of ``topic`` for the group of ``client`` (a consumer in that
-        group, used for committed offsets and watermarks). Raises KafkaException."""
+        """Lag of ``partitions`` (None: all) of ``topic`` for the group of ``client`` (a
+        consumer in that group, used for metadata, committed offsets and watermarks); [] for
+        a topic that does not exist. Raises KafkaException."""
+        if partitions is None:
+            md = client.list_topics(topic=topic, timeout=TIMEOUT).topics.get(topic)
+            partitions = [] if md is None or md.error is not None else sorted(md.partitions)
         if not partitions:
             return []
         tps = [TopicPartition(topic, p) for p in partitions]
@@ -88,6 +96,10 @@ class LagProbe:
             else:
                 out.append(PartitionLag(p, max(0, high - start)))
         return out
+
+    def pending(self, client: Consumer, topic: str) -> int:
+        """Messages of ``topic`` the group has not committed (the sum of ``measure``)."""
+        return sum(p.lag for p in self.measure(client, topic))
 
     def _first_records(
         self, topic: str, gaps: dict[int, tuple[int, int]], budget: float

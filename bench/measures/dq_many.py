@@ -1,8 +1,8 @@
 """dq ``delay_many`` vs ``delay`` one at a time (brokerq, 3 nodes, 2 copies needed).
 
 N bodies of 100 B delayed by 1 s: one ``delay`` call each, then the same N through
-``delay_many`` in chunks of ``CHUNK``, first call to last return. A producer without
-``delay_many`` yet reports n/a. Target (issue 16): ``delay_many`` >= 3x ``delay``; the
+``delay_many([(value, delay), ...])`` in chunks of ``CHUNK``, first call to last return (a job
+that failed fails the measure). Target (issue 16): ``delay_many`` >= 3x ``delay``; the
 other target, ``delay`` >= 0.5x a raw single-node put, is on the ``dq`` measure's row.
 """
 
@@ -25,26 +25,17 @@ def brokerq_delay_many(
 ) -> Figures:
     """brokerq's dq Producer: ``delay_many`` N bodies in chunks of ``chunk`` (child process)."""
     p = dq_clients.producer(endpoints, tube)
-    many = getattr(p, "delay_many", None)
-    if many is None:
-        dq_clients.close(p)
-        return {"na": "the dq Producer has no delay_many yet"}
     body = payload(size)
     chunks = [
-        [b"%d:" % i + body for i in range(lo, min(n, lo + chunk))] for lo in range(0, n, chunk)
+        [(b"%d:" % i + body, delay) for i in range(lo, min(n, lo + chunk))]
+        for lo in range(0, n, chunk)
     ]
-    try:  # delay_many(values, delay); the other shape a batch API takes: [(value, delay), ...]
-        many(chunks[0][:1], delay)
-        call = many
-    except TypeError:
-        many([(chunks[0][0], delay)])
-
-        def call(values: list[bytes], d: float) -> object:
-            return many([(v, d) for v in values])
-
     start = time.perf_counter()
-    for values in chunks:
-        call(values, delay)
+    for jobs in chunks:
+        failed = [r for r in p.delay_many(jobs) if not isinstance(r, str)]
+        if failed:
+            dq_clients.close(p)
+            raise failed[0]
     elapsed = time.perf_counter() - start
     dq_clients.close(p)
     return {"count": n, "elapsed_s": elapsed, "size": size, "nodes": 3, "chunk": chunk}

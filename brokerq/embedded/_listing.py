@@ -8,20 +8,39 @@ queue's head has waited for a worker, 0 when nothing waits.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from brokerq.dispatch import Dispatcher
 from brokerq.embedded import _sqlite_db as sql
 from brokerq.embedded._sqlite_source import _message
 from brokerq.listing import check_listing
 from brokerq.message import Message
-from brokerq.records import JobInfo
+from brokerq.records import DeadLetter, JobInfo
 
-if TYPE_CHECKING:
-    import sqlite3
+STATS_KEYS = ("pending", "delayed", "in_flight", "dead", "oldest_age_seconds")
 
-    from brokerq.embedded.memory import MemoryBroker
+
+class MemoryBroker(Protocol):
+    """What is read here of brokerq.embedded.memory.MemoryBroker (no import: no cycle)."""
+
+    _dispatch: Dispatcher[Any]
+    _lock: threading.Condition
+    _in_flight: dict[int, Any]
+    _dead: list[tuple[DeadLetter, int]]
+
+
+class SqliteBroker(Protocol):
+    """What is read here of brokerq.embedded.sqlite.SqliteBroker."""
+
+    queue: str
+    _reader: sql.Db
+
+    def _exists(self) -> bool: ...
+
 
 # -- memory ------------------------------------------------------------------------------------
 
@@ -112,6 +131,18 @@ LIST = {
 }
 
 
+def sqlite_stats(broker: SqliteBroker) -> dict[str, int]:
+    """``stats()`` of a sqlite queue: counts by state and ``oldest_age_seconds`` (read-only;
+    all 0 while the file does not exist)."""
+    if not broker._exists():
+        return dict.fromkeys(STATS_KEYS, 0)
+    now = time.time()
+    with broker._reader.use("stats") as conn:
+        row = conn.execute(sql.STATS, {"now": now, "queue": broker.queue}).fetchone()
+        oldest = sqlite_oldest_age(conn, broker.queue, now)
+    return {k: int(v or 0) for k, v in zip(STATS_KEYS, (*row, oldest), strict=True)}
+
+
 def sqlite_oldest_age(conn: sqlite3.Connection, queue: str, now: float | None = None) -> int:
     """Whole seconds the oldest runnable job of ``queue`` has waited (0: none)."""
     now = time.time() if now is None else now
@@ -119,13 +150,14 @@ def sqlite_oldest_age(conn: sqlite3.Connection, queue: str, now: float | None = 
     return 0 if oldest is None else int(max(0.0, now - float(oldest)))
 
 
-def sqlite_jobs(
-    conn: sqlite3.Connection, queue: str, state: str, limit: int, offset: int
-) -> list[JobInfo]:
-    """``Broker.jobs`` of a sqlite queue (brokerq.listing), read on ``conn``."""
+def sqlite_jobs(broker: SqliteBroker, state: str, limit: int, offset: int) -> list[JobInfo]:
+    """``Broker.jobs`` of a sqlite queue (brokerq.listing; read-only)."""
     limit, offset = check_listing(state, limit, offset)
-    params = {"queue": queue, "now": time.time(), "limit": limit, "offset": offset}
-    rows = conn.execute(f"{LIST[state]} LIMIT :limit OFFSET :offset", params).fetchall()
+    if not broker._exists():
+        return []
+    params = {"queue": broker.queue, "now": time.time(), "limit": limit, "offset": offset}
+    with broker._reader.use("jobs") as conn:
+        rows = conn.execute(f"{LIST[state]} LIMIT :limit OFFSET :offset", params).fetchall()
     out = []
     for row in rows:
         message = _message(row[:7])

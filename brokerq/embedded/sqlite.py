@@ -205,24 +205,13 @@ class SqliteBroker(Broker):
         return False
 
     def stats(self) -> dict[str, int]:
-        """Counts of this queue (read-only: creates and changes nothing; all 0 while the
-        file does not exist)."""
-        if not self._exists():
-            return {"pending": 0, "delayed": 0, "in_flight": 0, "dead": 0, "oldest_age_seconds": 0}
-        with self._reader.use("stats") as conn:
-            row = conn.execute(sql.STATS, {"now": time.time(), "queue": self.queue}).fetchone()
-            oldest = _listing.sqlite_oldest_age(conn, self.queue)
-        names = ("pending", "delayed", "in_flight", "dead")
-        return {name: int(v or 0) for name, v in zip(names, row, strict=True)} | {
-            "oldest_age_seconds": oldest
-        }
+        """Counts and oldest age of this queue (read-only: creates and changes nothing; all 0
+        while the file does not exist; brokerq.embedded._listing)."""
+        return _listing.sqlite_stats(self)
 
     def jobs(self, state: str, limit: int = 50, offset: int = 0) -> list[JobInfo]:
-        """Jobs by state, in claim order (brokerq.listing; read-only, brokerq.embedded._listing)."""
-        if not self._exists():
-            return []
-        with self._reader.use("jobs") as conn:
-            return _listing.sqlite_jobs(conn, self.queue, state, limit, offset)
+        """Jobs by state, in claim order (brokerq.listing; read-only)."""
+        return _listing.sqlite_jobs(self, state, limit, offset)
 
     def dead_letters(self, limit: int = 100, refs: list[str] | None = None) -> list[DeadLetter]:
         """Dead jobs, oldest failure first; ``refs`` are job ids (read-only)."""

@@ -79,3 +79,18 @@ def test_room_and_close_wake_waiters() -> None:
     assert d.close() == []
     t2.join(5)
     assert waiter == [None] and d.closed
+
+
+def test_snapshot_copies_ready_in_hand_out_order_and_delayed_by_due() -> None:
+    d: Dispatcher[str] = Dispatcher(priority_of=lambda s: int(s[0]))
+    d.put("2b")
+    d.put("1a")
+    d.put("2c")
+    now = time.time()
+    d.put("9late", now + 60)
+    d.put("9soon", now + 30)
+    ready, delayed = d.snapshot()
+    assert ready == ["1a", "2b", "2c"]
+    assert [item for _, item in delayed] == ["9soon", "9late"]
+    assert d.get(0) == "1a"  # a copy: taking does not change the snapshot taken
+    assert ready == ["1a", "2b", "2c"] and d.counts() == (2, 2)

@@ -3,18 +3,23 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from brokerq.cli_common import EXIT_UNSUPPORTED
 from brokerq.errors import NotSupported
 from brokerq.message import Message
 from brokerq.retry import RetryPolicy
 from brokerq.worker import Worker
 from brokerq_kafka import KafkaBroker
+from tests.brokerq.test_cli import bq
 from tests.contract import wait_for
 
 pytestmark = pytest.mark.integration
@@ -129,7 +134,7 @@ def test_a_paused_member_stops_fetching(kq: KafkaBroker) -> None:
         assert wait_for(lambda: source.receive(0.2) is not None, 30), "nothing after resume"
 
 
-def test_job_finds_a_dead_letter_and_refuses_other_ids(kq: KafkaBroker) -> None:
+def test_job_finds_a_dead_letter_and_refuses_other_ids(kq: KafkaBroker, tmp_path: Path) -> None:
     ids: list[str] = []
 
     def fail(msg: Message) -> None:
@@ -153,3 +158,23 @@ def test_job_finds_a_dead_letter_and_refuses_other_ids(kq: KafkaBroker) -> None:
     assert kq.job(job.details["ref"]).state == "dead"
     with pytest.raises(NotSupported, match="only dead letters can be looked up"):
         kq.job("never-seen")
+
+    config = tmp_path / "kq.yaml"  # the same through the CLI, and pause / resume
+    conf = kq.conf
+    config.write_text(
+        "name: kq-jobs\n"
+        f"kq: {{brokers: {list(conf.brokers)}, topic: {conf.topic}, group: {conf.group}}}\n"
+        "handler: tests.brokerq_kafka.rate_handler:record\n"
+    )
+    env = dict(os.environ)
+    shown = json.loads(bq("job", str(config), ids[0], "--json", env=env).stdout)
+    assert (shown["state"], shown["attempt"]) == ("dead", 1)
+    assert "no such order" in shown["last_error"]
+    refused = bq("job", str(config), "never-seen", env=env, check=False)
+    assert refused.returncode == EXIT_UNSUPPORTED
+    assert "only dead letters can be looked up" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    bq("pause", str(config), env=env)
+    assert json.loads(bq("stats", str(config), "--json", env=env).stdout)["paused"] == 1
+    bq("resume", str(config), env=env)
+    assert json.loads(bq("stats", str(config), "--json", env=env).stdout)["paused"] == 0

@@ -7,8 +7,6 @@ import time
 import pytest
 
 from brokerq.broker import Broker
-from brokerq.errors import NotSupported
-from brokerq.listing import JobListing
 from brokerq.outcome import Failure
 
 
@@ -62,11 +60,3 @@ def test_oldest_age_is_the_wait_of_the_oldest_runnable_job(broker: Broker) -> No
         p.push(b"fresh")
     age = broker.stats()["oldest_age_seconds"]
     assert 100 <= age < 200
-
-
-def test_a_backend_that_cannot_list_says_so() -> None:
-    class Plain(JobListing):
-        name = "plain"
-
-    with pytest.raises(NotSupported, match="plain broker cannot list its pending jobs"):
-        Plain().jobs("pending")

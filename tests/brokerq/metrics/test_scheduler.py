@@ -41,9 +41,10 @@ class Store(FireStore):
     def __init__(self) -> None:
         super().__init__("ns")
         self.answer: bool | Exception = True
+        self.last: datetime | None = None
 
     def last_fire(self, name: str) -> datetime | None:
-        return None
+        return self.last
 
     def fire(
         self,
@@ -87,3 +88,18 @@ def test_a_failing_hook_never_stops_a_fire() -> None:
     scheduler = Scheduler(Store(), [s], on_fire=broken)
     assert scheduler._fire(s, datetime(2026, 1, 1, tzinfo=timezone.utc)) is True
     assert scheduler.fired == 1
+
+
+def test_ticks_dropped_by_catch_up_are_reported_skipped() -> None:
+    registry = CollectorRegistry()
+    metrics = SchedulerMetrics(registry)
+    store = Store()
+    now = datetime(2026, 1, 1, 1, 0, 30, tzinfo=timezone.utc)
+    store.last = datetime(2026, 1, 1, 0, 50, tzinfo=timezone.utc)  # 10 ticks missed since
+    s = Schedule(name="m", every=60, catch_up="latest")
+    scheduler = Scheduler(store, [s], on_fire=metrics.hook, clock=lambda: now)
+    scheduler._sync()
+    assert scheduler._check_active(store)  # plans the start: catches up the latest tick only
+    f = parse(generate_latest(registry).decode())
+    assert value(f, "brokerq_schedule_fires_total", schedule="m", outcome="ok") == 1
+    assert value(f, "brokerq_schedule_fires_total", schedule="m", outcome="skipped") == 9

@@ -230,8 +230,9 @@ def test_login_form_then_pages_and_assets_with_the_cookie(
             30,
             "the queue page after logging in",
         )
-        # the stylesheet and htmx came through with the cookie (both need the token)
-        assert browser.evaluate("typeof htmx") == "object"
+        # the stylesheet and htmx came through with the cookie (both need the token); polled:
+        # on a loaded machine the check ran once before htmx was evaluated
+        wait_for(lambda: browser.evaluate("typeof htmx") == "object", 15, "htmx to load")
         bar = browser.evaluate(
             "getComputedStyle(document.querySelector('header.bar')).backgroundColor"
         )

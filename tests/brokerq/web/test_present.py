@@ -58,3 +58,10 @@ def test_sparkline_is_numbers_and_an_escaped_title() -> None:
     assert "style=" not in svg
     empty = charts.sparkline([], span=60, now=100.0, label="none")
     assert "<polyline" not in empty
+
+
+def test_detail_formats_times_flags_and_secrets() -> None:
+    assert present.detail("lease_until", 1_800_000_000.0).endswith(" UTC")
+    assert present.detail("claims", 1_800_000_000) == "1800000000"  # not a time-like key
+    assert present.detail("reserved_id", True) == "yes" and present.detail("done", None) == "—"
+    assert present.detail("api_token", "hunter2") == present.MASK

@@ -13,7 +13,7 @@ import pytest
 from brokerq.broker import Capabilities
 from brokerq.embedded import EmbeddedConf, MemoryBroker
 from brokerq.web.queues import Queue
-from tests.brokerq.web.conftest import client_for
+from tests.brokerq.web.conftest import client_for, fill
 
 
 def csrf_of(html: str) -> str:
@@ -68,8 +68,12 @@ def test_kafka_pending_records_are_not_listable(
     make_config: Callable[..., Path], queues_for: Callable[..., list[Queue]]
 ) -> None:
     (q,) = queues_for(make_config("kq"))
+    dead_id = fill(q.broker, pending=1)
     page = client_for([q]).get("/q/jobs").text
     assert "not listable on Kafka" in page
+    (dead,) = q.broker.jobs("dead")  # dead letters are listable
+    assert dead.id == dead_id and dead.state == "dead" and dead.last_error
+    assert q.broker.jobs("dead", 10, 1) == []
 
 
 class PausableMemory(MemoryBroker):
