@@ -196,7 +196,7 @@ def test_job_states_along_the_life_and_across_a_worker_restart(make_conf: MakeCo
     info = broker.job("life-1")
     assert info is not None and info.state == "delayed" and info.created_at is not None
     copies = info.details["copies"]  # made ready up to HOLD early, held by the consumer
-    assert len(copies) == 3 and set(copies.values()) <= {"ready", "delayed"}
+    assert len(copies) >= 2 and set(copies.values()) <= {"ready", "delayed"}  # min_written
     assert info.due is not None
     assert info.details["guard"]["id_reserved"] is True
 
