@@ -22,9 +22,12 @@ from tests.brokerq_beanstalk.test_dq import (  # noqa: F401  (collected again, h
     test_retries_then_dead_letter_then_retry_dead,
     test_revoke_from_another_producer_never_runs,
 )
-from tests.brokerq_beanstalk.test_faults import test_beanstalkd_node_killed  # noqa: F401
+from tests.brokerq_beanstalk.test_faults import test_beanstalkd_node_killed as _node_killed
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+
+# it kills a beanstalkd of the single topology, which other tests use: run it alone
+test_beanstalkd_node_killed = pytest.mark.serial(_node_killed)
 
 
 @pytest.fixture
