@@ -89,10 +89,26 @@ def job_json(info: JobInfo) -> dict[str, Any]:
 
 
 def _plain(details: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-safe details: scalars as they are, mappings (dq copies per node) nested."""
     return {
-        str(k): v if isinstance(v, int | float | str | bool | None) else str(v)
+        str(k): _plain(v)
+        if isinstance(v, Mapping)
+        else v
+        if isinstance(v, int | float | str | bool | None)
+        else str(v)
         for k, v in details.items()
     }
+
+
+def _rows(details: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Details as text rows; a nested mapping gives one ``name.key`` row per entry."""
+    rows: list[tuple[str, Any]] = []
+    for k, v in details.items():
+        if isinstance(v, Mapping):
+            rows.extend(_rows(v, f"{prefix}{k}."))
+        else:
+            rows.append((f"{prefix}{k}", v))
+    return rows
 
 
 @click.command(epilog=f"Exit {EXIT_NOT_FOUND} when the broker knows no job with that id.")
@@ -124,7 +140,7 @@ def job(config: str, job_id: str, as_json: bool) -> None:
         ("due", _when(info.due)),
         ("created_at", _when(info.created_at)),
         ("finished_at", _when(info.finished_at)),
-        *((str(k), v) for k, v in info.details.items()),
+        *_rows(info.details),
     ]
     for name, value in rows:
         if value is not None:

@@ -14,7 +14,10 @@ A ``Dispatcher`` holds items (deliveries, jobs) until they may be handed to a wo
   bounded by ``capacity`` and backpressure reaches the broker.
 
 All methods are thread-safe (one Condition). Takers block in ``get`` / ``get_many`` with a
-timeout and get None / [] when idle or closed (dramatiq's "idle returns None").
+timeout and get None / [] when idle or closed (dramatiq's "idle returns None"). A plain
+dispatcher (no keys, no priorities) hands out from its FIFO without the lock while nothing
+is delayed: ``deque.popleft`` is atomic, so each item still goes to exactly one taker, and
+every other change to the FIFO happens under the lock and in place.
 """
 
 from __future__ import annotations
@@ -28,8 +31,6 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
-
-_Entry = tuple[T, bool]  # (item, holds its key already)
 
 
 class Dispatcher(Generic[T]):
@@ -49,7 +50,9 @@ class Dispatcher(Generic[T]):
         self._priority_of = priority_of
         self._cond = threading.Condition()
         self._room = threading.Condition(self._cond._lock)  # type: ignore[attr-defined]
-        self._fifo: deque[_Entry[T]] = deque()
+        self._plain = key_of is None and priority_of is None
+        self._fifo: deque[T] = deque()
+        self._holding: set[int] = set()  # id() of FIFO items that hold their key already
         self._prio: list[tuple[int, int, T, bool]] = []
         self._delayed: list[tuple[float, int, T, bool]] = []
         self._lanes: dict[Hashable, deque[T]] = {}  # busy key -> its waiting items
@@ -68,10 +71,15 @@ class Dispatcher(Generic[T]):
     def put_many(self, items: Iterable[T]) -> None:
         """Add items that are due now, in order, under one lock acquisition."""
         with self._cond:
-            n = 0
-            for item in items:
-                self._add(item, None, False)
-                n += 1
+            if self._priority_of is None:
+                before = len(self._fifo)
+                self._fifo.extend(items)
+                n = len(self._fifo) - before
+            else:
+                n = 0
+                for item in items:
+                    self._add(item, None, False)
+                    n += 1
             if n:
                 self._cond.notify(n)
 
@@ -85,7 +93,9 @@ class Dispatcher(Generic[T]):
         if due is not None and due > time.time():
             heapq.heappush(self._delayed, (due, next(self._seq), item, holds_key))
         elif self._priority_of is None:
-            self._fifo.append((item, holds_key))
+            self._fifo.append(item)
+            if holds_key and self._key_of is not None:
+                self._holding.add(id(item))
         else:
             heapq.heappush(self._prio, (self._priority_of(item), next(self._seq), item, holds_key))
 
@@ -109,13 +119,16 @@ class Dispatcher(Generic[T]):
     # -- taking -------------------------------------------------------------------------------
     def get(self, timeout: float) -> T | None:
         """The next item that may go out, waiting up to ``timeout`` seconds; None if none."""
-        if self._key_of is None and self._priority_of is None:
-            with self._cond:  # the hot path of a plain stream: one lock, one popleft
-                if self._fifo and not self._delayed and not self._closed:
-                    item = self._fifo.popleft()[0]
-                    if self._room_waiters and len(self) <= self.low_water:
+        if self._plain and not self._delayed and not self._closed:
+            try:  # the hot path of a plain stream: no lock (see the module doc)
+                item = self._fifo.popleft()
+            except IndexError:
+                pass
+            else:
+                if self._room_waiters and len(self) <= self.low_water:
+                    with self._room:
                         self._room.notify_all()
-                    return item
+                return item
         got = self.get_many(1, timeout)
         return got[0] if got else None
 
@@ -150,7 +163,9 @@ class Dispatcher(Generic[T]):
         while delayed and delayed[0][0] <= now:
             _, _, item, holds = heapq.heappop(delayed)
             if self._priority_of is None:
-                self._fifo.append((item, holds))
+                self._fifo.append(item)
+                if holds and self._key_of is not None:
+                    self._holding.add(id(item))
             else:
                 heapq.heappush(self._prio, (self._priority_of(item), next(self._seq), item, holds))
 
@@ -160,7 +175,11 @@ class Dispatcher(Generic[T]):
             if self._priority_of is None:
                 if not self._fifo:
                     return None
-                item, holds = self._fifo.popleft()
+                item = self._fifo.popleft()
+                holding = self._holding
+                holds = bool(holding) and id(item) in holding
+                if holds:
+                    holding.discard(id(item))
             else:
                 if not self._prio:
                     return None
@@ -198,7 +217,9 @@ class Dispatcher(Generic[T]):
     def _front(self, item: T, holds_key: bool) -> None:
         """Put ``item`` first in line (lock held)."""
         if self._priority_of is None:
-            self._fifo.appendleft((item, holds_key))
+            self._fifo.appendleft(item)
+            if holds_key and self._key_of is not None:
+                self._holding.add(id(item))
         else:
             # a negative sequence number sorts before every item of the same priority
             entry = (self._priority_of(item), -next(self._seq), item, holds_key)
@@ -226,7 +247,19 @@ class Dispatcher(Generic[T]):
                         freed.append((key, True))
                 return False
 
-            self._fifo = deque(e for e in self._fifo if keep(*e))
+            fifo, holding = self._fifo, self._holding
+            kept_fifo: list[T] = []
+            while fifo:  # in place: lock-free takers pop from this same deque
+                try:
+                    item = fifo.popleft()
+                except IndexError:
+                    break
+                holds = id(item) in holding
+                if keep(item, holds):
+                    kept_fifo.append(item)
+                else:
+                    holding.discard(id(item))
+            fifo.extendleft(reversed(kept_fifo))
             self._prio = [e for e in self._prio if keep(e[2], e[3])]
             heapq.heapify(self._prio)
             self._delayed = [e for e in self._delayed if keep(e[2], e[3])]
@@ -256,7 +289,7 @@ class Dispatcher(Generic[T]):
         key) and ``(due, item)`` of delayed ones by due time (some may be due already)."""
         with self._cond:
             if self._priority_of is None:
-                ready = [i for i, _ in self._fifo]
+                ready = list(self._fifo)
             else:
                 ready = [e[2] for e in sorted(self._prio, key=lambda e: (e[0], e[1]))]
             for lane in self._lanes.values():
@@ -276,11 +309,12 @@ class Dispatcher(Generic[T]):
         """Wake every taker (they get None / []); return the items still held."""
         with self._cond:
             self._closed = True
-            items = [i for i, _ in self._fifo] + [e[2] for e in self._prio]
+            items = [*self._fifo] + [e[2] for e in self._prio]
             items += [e[2] for e in self._delayed]
             for lane in self._lanes.values():
                 items.extend(lane)
             self._fifo.clear()
+            self._holding.clear()
             self._prio.clear()
             self._delayed.clear()
             self._lanes.clear()

@@ -121,14 +121,18 @@ def _annotation(fn: Callable[..., Any], param: inspect.Parameter, name: str) -> 
     return ann
 
 
+def _envelope(m: Message) -> Message:
+    return m
+
+
 def _decoder(fn: Callable[..., Any], name: str | None = None) -> Callable[[Message], Any]:
     name = name or _describe(fn)
     param = _payload_parameter(fn, name)
     if param.kind is inspect.Parameter.VAR_POSITIONAL:
-        return lambda m: m
+        return _envelope
     ann = _annotation(fn, param, name)
     if any(ann is e for e in _ENVELOPE):
-        return lambda m: m
+        return _envelope
     if ann is bytes:
         return lambda m: m.value
     if ann is str:
@@ -211,6 +215,11 @@ class Handler:
         self._decode = _decoder(self.fn, fn if isinstance(fn, str) else None)
         self.is_async = inspect.iscoroutinefunction(self.fn) or inspect.iscoroutinefunction(
             getattr(self.fn, "__call__", None)  # noqa: B004 - async callable objects
+        )
+        # The user function itself when it takes the envelope and is sync: the Worker calls
+        # it directly (no decoding, no time-limit plumbing to pass), one call less a message.
+        self.direct: Callable[[Message], Any] | None = (
+            self.fn if self._decode is _envelope and not self.is_async else None
         )
 
     def __call__(self, message: Message, time_limit: float | None = None) -> None:

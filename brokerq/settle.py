@@ -34,6 +34,11 @@ class Settler:
         self._lock = threading.Lock()
         self._verdicts: OrderedDict[str, Outcome] = OrderedDict()
 
+    @property
+    def kept(self) -> bool:
+        """True while verdicts wait for a redelivery (rare: the Worker's fast path asks)."""
+        return bool(self._verdicts)
+
     def settled_before_running(self, source: Source, delivery: Delivery[Any]) -> str | None:
         """Settle ``delivery`` without running its handler when a kept verdict or the poison
         rule decides it; return the outcome kind, or None when the handler must run."""

@@ -116,8 +116,8 @@ class BeanstalkBroker(Broker):
     # -- job control ------------------------------------------------------------------------
     def job(self, job_id: str) -> JobInfo | None:
         """State, attempt, last error, due / created / finished times of ``job_id`` (its
-        caller-chosen id or the id ``delay`` returned), with ``details`` = each copy's
-        state per node (``node <endpoint>``) and the guard's (``guard_*``: done mark, claim,
+        caller-chosen id or the id ``delay`` returned), with ``details`` = ``copies``
+        (``<endpoint>/<job id>`` → beanstalkd state) and ``guard`` (done mark, claimed,
         claims taken, id reserved); None when unknown or finished more than ``keep_done`` ago
         (brokerq_beanstalk.jobinfo). ConnectionFailed when Redis does not answer."""
         return lookup(self.conf, self.guard, job_id.partition("|")[0])

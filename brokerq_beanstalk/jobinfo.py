@@ -11,10 +11,9 @@ looked up on its node (``stats-job``: ready, delayed, reserved, buried, or gone)
 - ``delayed`` / ``pending``: its reservation or copies record is there, due later / now.
 
 Unknown ids (never seen, forgotten) give None. Redis down: ConnectionFailed; a node down
-is reported in ``details`` (its copy says ``unreachable``). ``details`` is flat (scalars,
-as ``brokerq job`` prints them): ``guard_done`` (the done mark), ``guard_claimed``,
-``guard_claims`` (claims taken), ``guard_id_reserved``, and ``node <endpoint>`` →
-``"<beanstalkd job id> <state>"`` per copy.
+is reported in ``details`` (its copy says ``unreachable``). ``details``: ``copies``
+(``<endpoint>/<beanstalkd job id>`` → state) and ``guard`` (``done``: the done mark,
+``claimed``, ``claims`` taken, ``id_reserved``).
 """
 
 from __future__ import annotations
@@ -85,11 +84,13 @@ def lookup(conf: DqConf, guard: Guard, job_id: str) -> JobInfo | None:
     else:
         return None
     details: dict[str, Any] = {
-        "guard_done": mark or None,
-        "guard_claimed": bool(got["claim"]),
-        "guard_claims": int(got["claims"] or 0),
-        "guard_id_reserved": unique is not None,
-        **_copies(conf, copies),
+        "copies": _copies(conf, copies),
+        "guard": {
+            "done": mark or None,
+            "claimed": bool(got["claim"]),
+            "claims": int(got["claims"] or 0),
+            "id_reserved": unique is not None,
+        },
     }
     return JobInfo(
         id=job_id,
@@ -104,22 +105,21 @@ def lookup(conf: DqConf, guard: Guard, job_id: str) -> JobInfo | None:
 
 
 def _copies(conf: DqConf, copies: list[str]) -> dict[str, str]:
-    """``node <endpoint>`` → ``"<job id> <state>"``: the copy's beanstalkd state (ready,
-    delayed, reserved, buried), ``gone``, ``unreachable`` or ``not configured``."""
+    """``<endpoint>/<job id>`` → the copy's beanstalkd state (ready, delayed, reserved,
+    buried), ``gone``, ``unreachable`` or ``not configured``."""
     nodes = {b.endpoint: b for b in conf.beanstalks}
     out: dict[str, str] = {}
     for copy in copies:
         endpoint, _, jid = copy.rpartition("/")
         node = nodes.get(endpoint)
-        name = f"node {endpoint}"
         if node is None or not jid.isdigit():
-            out[name] = f"{jid} not configured"
+            out[copy] = "not configured"
             continue
         try:
             with node_client(node) as c:
-                out[name] = f"{jid} {c.stats_job(int(jid)).get('state', '?')}"
+                out[copy] = str(c.stats_job(int(jid)).get("state", "?"))
         except greenstalk.NotFoundError:
-            out[name] = f"{jid} gone"
+            out[copy] = "gone"
         except ConnectionFailed:
-            out[name] = f"{jid} unreachable"
+            out[copy] = "unreachable"
     return out

@@ -3,8 +3,11 @@
 A brokerq message sits in a record as: value and key as is, metadata in headers. Headers
 starting with ``brokerq-`` are ours; everything else is the user's and reaches the handler
 in ``Message.headers`` (so do the core's ``brokerq-type`` / ``brokerq-time-limit``).
-Records written by other producers (no ``brokerq-id``) get a stable id from their
-coordinates, ``topic/partition/offset``.
+A pushed record carries no ``brokerq-id`` by default (brokerq_kafka.pusher): its id is its
+coordinates, ``topic/partition/offset``, the same for every redelivery of that record and
+unique across topics; records written by other producers (go-queue's pusher writes plain
+values) get theirs the same way. Retry and dead-letter records carry the id as a header, so
+a message keeps it after it moved to another topic.
 
 Record kinds: pushed (id), retry (id, attempt, due, error, origin), dead letter (id,
 attempt, error, error type, traceback, origin, failed-at, and when the value was cut to
@@ -72,12 +75,13 @@ class IdSource:
         return f"{self._prefix}{next(self._count):010X}"
 
 
-def record_headers(msg_id: str, headers: Mapping[str, str] | None) -> Headers:
-    """The Kafka headers of a pushed message: our id, then the user's headers."""
-    out: Headers = [(ID, msg_id)]
+def record_headers(msg_id: str | None, headers: Mapping[str, str] | None) -> Headers | None:
+    """The Kafka headers of a pushed message: our id (when one is given), then the user's
+    headers; None when there are none (the record then carries no header at all)."""
+    out: Headers = [(ID, msg_id)] if msg_id is not None else []
     if headers:
         out.extend(headers.items())
-    return out
+    return out or None
 
 
 def decode(record: Any, id_prefix: str | None = None, crashes: int = 0) -> Decoded:
@@ -86,12 +90,14 @@ def decode(record: Any, id_prefix: str | None = None, crashes: int = 0) -> Decod
     ``id_prefix`` is ``"topic/partition/"`` when the caller knows it; ``crashes`` is added to
     the attempt (deliveries that ended with their consumer dying, brokerq_kafka.offsets).
     """
+    raw = record.headers()
+    if not raw:  # a plain record (what push writes by default): nothing to parse
+        return Decoded(plain_message(record, id_prefix, crashes), None, None)
     user: dict[str, str] = {}
     msg_id = ""
     attempt = 1
     due: float | None = None
     origin: list[str] | None = None
-    raw = record.headers()
     if raw:
         for name, value in raw:
             text = value.decode() if value is not None else ""
@@ -121,6 +127,22 @@ def decode(record: Any, id_prefix: str | None = None, crashes: int = 0) -> Decod
     if origin is None:
         return Decoded(message, due, None)
     return Decoded(message, due, Origin(origin[0], int(origin[1]), int(origin[2])))
+
+
+def plain_message(record: Any, id_prefix: str | None = None, crashes: int = 0) -> Message:
+    """The Message of a record without headers (``decode``'s fast path; the poller calls it
+    directly): id ``topic/partition/offset``, attempt 1 plus ``crashes``, created_at from the
+    record timestamp (0.0 when the record has none)."""
+    ts = record.timestamp()[1]
+    value = record.value()
+    return build_message(
+        value if value is not None else b"",
+        record.key(),
+        {},
+        f"{id_prefix or f'{record.topic()}/{record.partition()}/'}{record.offset()}",
+        1 + crashes,
+        ts / 1000.0 if ts and ts > 0 else 0.0,
+    )
 
 
 def raw_message(record: Any) -> Message:

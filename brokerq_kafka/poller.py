@@ -32,6 +32,7 @@ from brokerq_kafka.config import KqConf
 from brokerq_kafka.keyholds import KeyHolds
 from brokerq_kafka.offsets import TP, Handle, OffsetBook, PartitionState
 from brokerq_kafka.rebalance import KDelivery, Rebalancing
+from brokerq_kafka.tracker import PartitionTracker
 
 logger = logging.getLogger(__name__)
 
@@ -139,12 +140,23 @@ class Poller(Rebalancing):
         return self.batch_size
 
     def _accept(self, records: list[Message]) -> None:
-        """Track and decode a consume() batch; hand out what the book allows."""
+        """Track and decode a consume() batch; hand out what the book allows.
+
+        This runs for every record on the one poll thread, which every worker thread waits
+        on, so a plain record (no headers, no crash count, inside the reservation: the
+        common case) takes an inlined path: track, build the message, hand out.
+        """
         book = self.book
         out: list[KDelivery] = []
+        append = out.append
         later: list[tuple[KDelivery, float]] = []
         touched: list[PartitionState] = []
         state: PartitionState | None = None
+        tracker: PartitionTracker | None = None
+        outstanding_add = None
+        prefix = ""
+        free_to = -1  # offsets up to this go straight out (reserved, no careful window)
+        plain_message = _wire.plain_message
         now = time.time()
         for record in records:
             err = record.error()
@@ -153,19 +165,27 @@ class Poller(Rebalancing):
                 continue
             topic, partition, offset = record.topic(), record.partition(), record.offset()
             assert topic is not None and partition is not None and offset is not None
-            if (
-                state is None
-                or state.tracker.partition != partition
-                or state.tracker.topic != topic
-            ):
+            if tracker is None or tracker.partition != partition or tracker.topic != topic:
                 state = book.get((topic, partition))
                 if state is None:  # outside the assignment we know: track it anyway
                     book.assign(topic, partition, -1, None)
                     state = book.states[(topic, partition)]
-            state.tracker.add(offset)
+                tracker = state.tracker
+                outstanding_add = tracker.outstanding.add
+                prefix = tracker.id_prefix
+                free_to = -1
+                if state.careful_end is None and state.reserved is not None and not state.counts:
+                    free_to = state.reserved
+            assert state is not None and outstanding_add is not None
+            outstanding_add(offset)
+            if tracker.high is None or offset >= tracker.high:
+                tracker.high = offset + 1
+            if offset <= free_to and not state.held and not record.headers():
+                append(Delivery(plain_message(record, prefix), Handle(state, offset, None)))
+                continue
             try:
                 crashes = state.counts.get(offset, 0) if state.counts else 0
-                dec = _wire.decode(record, state.tracker.id_prefix, crashes)
+                dec = _wire.decode(record, prefix, crashes)
             except (ValueError, UnicodeDecodeError) as e:
                 self._poison(record, state, offset, e)
                 continue
@@ -180,7 +200,7 @@ class Poller(Rebalancing):
                 and offset <= state.reserved
             ):
                 if due is None:
-                    out.append(delivery)
+                    append(delivery)
                 else:
                     later.append((delivery, due))
             else:

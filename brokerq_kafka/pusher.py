@@ -38,7 +38,7 @@ from brokerq.tracing import TracingMiddleware, default_middleware
 from brokerq_kafka import clientconf
 from brokerq_kafka._errors import translate
 from brokerq_kafka._produce import produce_within
-from brokerq_kafka._wire import ID, IdSource, record_headers, reported_message
+from brokerq_kafka._wire import IdSource, record_headers, reported_message
 
 logger = logging.getLogger(__name__)
 
@@ -90,19 +90,25 @@ class Pusher(Producer):
         flush_interval: float | None = None,
         on_error: ErrorCallback | None = None,
         config: Mapping[str, Any] | None = None,
-        with_id: bool = True,
+        with_id: bool = False,
         tracing: bool | None = None,
         middleware: MiddlewareChain | Sequence[Middleware] | None = None,
         security: Mapping[str, Any] | None = None,
     ) -> None:
         """``config``: librdkafka keys passed through (ConfigError for one that would weaken
         ``acks="all"`` / idempotence); ``middleware``: producer hooks (default: tracing when
-        an OpenTelemetry SDK is configured; ``tracing=True`` / ``False`` forces it)."""
+        an OpenTelemetry SDK is configured; ``tracing=True`` / ``False`` forces it).
+
+        A record gets headers only when something needs them (caller headers, a type or
+        time limit, a trace context): by default it is a plain value, as fast as a raw
+        produce, and consumers use its coordinates ``topic/partition/offset`` as
+        ``Message.id`` (brokerq_kafka._wire). ``with_id=True`` writes a producer-made id
+        header (26 chars) on every record instead."""
         self.topic = topic
         self._chain = _chain(middleware, tracing)
         self._hooks = self._chain.push_hooks  # decided once: keeps the fast path fast
-        # Without the id header, consumers use topic/partition/offset as Message.id (~2x faster).
-        self._with_id = with_id
+        # No id header by default: consumers use topic/partition/offset as Message.id.
+        self._ids: IdSource | None = IdSource() if with_id else None
         self.sync = sync
         self.push_timeout = float(push_timeout)
         self._on_error = on_error
@@ -110,7 +116,6 @@ class Pusher(Producer):
         self._last_error = ""
         self._lock = threading.Lock()
         self._closed = False
-        self._next_id = IdSource()
         durable = str(acks) in ("all", "-1")
         defaults: dict[str, Any] = {"compression.type": compression}
         if not durable:
@@ -202,15 +207,10 @@ class Pusher(Producer):
             self._push_sync(value, key, headers)
             return
         try:
-            if headers is None:
-                if self._with_id:
-                    self._produce(self.topic, value, key, headers=[(ID, self._next_id())])
-                else:
-                    self._produce(self.topic, value, key)
+            if headers is None and self._ids is None:
+                self._produce(self.topic, value, key)  # the default record: no header
             else:
-                self._produce(
-                    self.topic, value, key, headers=record_headers(self._next_id(), headers)
-                )
+                self._produce(self.topic, value, key, headers=self._headers(headers))
         except BufferError:
             self._push_when_room(value, key, headers, None)
         except KafkaException as e:
@@ -229,12 +229,14 @@ class Pusher(Producer):
         """Hand one record to librdkafka or raise BufferError when its queue is full."""
         if self._closed:
             raise DeliveryError(f"kafka pusher for {self.topic!r} is closed")
-        hdrs = record_headers(self._next_id(), headers)
+        kwargs: dict[str, Any] = {}
+        hdrs = self._headers(headers)
+        if hdrs is not None:
+            kwargs["headers"] = hdrs
+        if on_delivery is not None:
+            kwargs["on_delivery"] = on_delivery
         try:
-            if on_delivery is None:
-                self._produce(self.topic, value, key, headers=hdrs)
-            else:
-                self._produce(self.topic, value, key, headers=hdrs, on_delivery=on_delivery)
+            self._produce(self.topic, value, key, **kwargs)
         except KafkaException as e:
             raise self._error(e) from e
 
@@ -332,10 +334,14 @@ class Pusher(Producer):
             self.topic,
             value,
             key,
-            record_headers(self._next_id(), headers),
+            self._headers(headers),
             on_delivery=on_delivery,
             what=f"kafka push (push_timeout={self.push_timeout}s)",
         )
+
+    def _headers(self, headers: Mapping[str, str] | None) -> list[tuple[str, Any]] | None:
+        """The record's headers: the id header when ``with_id``, then the caller's."""
+        return record_headers(self._ids() if self._ids is not None else None, headers)
 
     def _error(self, e: KafkaException) -> Exception:
         err = translate(e, f"kafka push to {self.topic!r}", DeliveryError)

@@ -74,6 +74,7 @@ class KafkaSource(Source):
             room_wait=room_wait,
             hold=hold,
         )
+        self._settle = self.poller.book.settle
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -103,7 +104,7 @@ class KafkaSource(Source):
 
     # -- settling (any thread) -----------------------------------------------------------------
     def ack(self, delivery: KDelivery) -> None:
-        self.poller.book.settle(delivery.handle)
+        self._settle(delivery.handle)
         if self.key_ordering:
             self.dispatcher.done(delivery)
 

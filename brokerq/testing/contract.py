@@ -238,6 +238,23 @@ class DelayContract:
             with pytest.raises(ValueError):
                 producer.at(b"x", datetime.now(timezone.utc) - timedelta(seconds=5))
 
+    def test_delay_many_one_result_per_job_and_each_runs_once(self, broker: Broker) -> None:
+        soon = datetime.now(timezone.utc) + timedelta(seconds=1)
+        with broker.delay_producer() as producer:
+            results = producer.delay_many([(f"m{i}".encode(), 0.5) for i in range(5)])
+            results += producer.delay_many([(b"bad", -1)])
+            results += producer.at_many([(b"at", soon), (b"past", soon - timedelta(hours=1))])
+        ids = [r for r in results if isinstance(r, str)]
+        assert len(ids) == 6 and len(set(ids)) == 6
+        assert isinstance(results[5], ValueError) and isinstance(results[7], ValueError)
+        rec = Recorder()
+        with running(broker, rec, concurrency=2):
+            assert wait_for(lambda: len(rec.seen) >= 6, timeout=30)
+            time.sleep(0.5)  # nothing else may turn up
+        assert sorted(m.id for m in rec.seen) == sorted(ids)
+        for msg, handled_at in zip(rec.seen, rec.times, strict=True):
+            assert msg.not_before is not None and handled_at >= msg.not_before
+
 
 def _push(broker: Broker, *values: bytes, **options: Any) -> None:
     with broker.producer() as producer:

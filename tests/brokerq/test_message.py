@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from brokerq.errors import DecodeError
@@ -59,6 +61,9 @@ def test_build_message_equals_the_constructor() -> None:
     assert built == Message(*args)
     assert type(built) is Message
     assert build_message(*args[:6]) == Message(*args[:6])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.value = b"changed"  # type: ignore[misc]
+    assert dataclasses.replace(built, attempt=3).attempt == 3
     assert Message.__slots__ == (
         "value",
         "key",

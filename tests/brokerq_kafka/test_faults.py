@@ -36,6 +36,7 @@ def lines(path: Path) -> list[str]:
     return [x for x in path.read_text().splitlines() if x]
 
 
+@pytest.mark.serial  # six consumer processes through 20,000 messages: needs the machine alone
 def test_sigkilled_consumers_lose_nothing(make_conf: ConfFactory, tmp_path: Path) -> None:
     n, kills = 20_000, 5
     conf = make_conf()

@@ -158,6 +158,7 @@ def test_two_processes_race_for_one_job_id(tmp_path: Path) -> None:
         assert [m.id for m in rec.seen] == ["order-42", "order-42"]
 
 
+@pytest.mark.serial  # a worker restart and CLI calls inside one 10 s backoff: needs the CPU
 def test_brokerq_job_reports_each_state_across_a_worker_restart(
     make_lab: Callable[[str], Lab],
 ) -> None:
