@@ -15,16 +15,27 @@ job. ``schedule_each`` is the default ``schedule_many``: ``schedule`` once per j
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from brokerq.enqueue import check_job_id, check_max_delay
 from brokerq.timing import due_after, due_at
 
-if TYPE_CHECKING:
-    from brokerq.broker import DelayProducer
+
+class Schedules(Protocol):
+    """What this module needs of a ``brokerq.broker.DelayProducer`` (a Protocol, so the
+    contract module can import this one without a cycle)."""
+
+    @property
+    def max_delay(self) -> float | None: ...
+
+    def schedule_many(self, jobs: Sequence[ScheduledJob]) -> list[EnqueueResult]: ...
+
+    @property
+    def schedule(self) -> Callable[..., str]: ...
+
 
 __all__ = ["DelayedJob", "EnqueueResult", "ScheduledJob", "enqueue_many", "schedule_each"]
 
@@ -110,7 +121,7 @@ def scheduled(item: object, at: bool, max_delay: float | None, what: str) -> Sch
     return ScheduledJob(value, check_max_delay(due, max_delay, what))
 
 
-def enqueue_many(producer: DelayProducer, jobs: Iterable[object], at: bool) -> list[EnqueueResult]:
+def enqueue_many(producer: Schedules, jobs: Iterable[object], at: bool) -> list[EnqueueResult]:
     """Validate ``jobs`` and hand the valid ones to ``producer.schedule_many`` in one call;
     one result per job, in order (see the module docstring)."""
     what = type(producer).__name__
@@ -137,7 +148,7 @@ def enqueue_many(producer: DelayProducer, jobs: Iterable[object], at: bool) -> l
     return [r if r is not None else RuntimeError("no result") for r in results]
 
 
-def schedule_each(producer: DelayProducer, jobs: Sequence[ScheduledJob]) -> list[EnqueueResult]:
+def schedule_each(producer: Schedules, jobs: Sequence[ScheduledJob]) -> list[EnqueueResult]:
     """The default ``schedule_many``: ``schedule`` each job in turn, keeping its id or error."""
     out: list[EnqueueResult] = []
     for job in jobs:

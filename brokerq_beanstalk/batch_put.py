@@ -22,21 +22,46 @@ ids and the ``after_push`` hooks run outside it).
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from brokerq.batch_enqueue import EnqueueResult, ScheduledJob
 from brokerq.errors import BrokerError, DeliveryError
 from brokerq.headers import with_options
+from brokerq.middleware import MiddlewareChain
 from brokerq_beanstalk import codec
 from brokerq_beanstalk._wire import NodeConn, pump_until
 from brokerq_beanstalk.fanout import Tally, Write
 from brokerq_beanstalk.protocol import check_put
 
-if TYPE_CHECKING:
-    from brokerq_beanstalk.producer import Producer
+
+class Producer(Protocol):
+    """What a batch needs of ``brokerq_beanstalk.producer.Producer`` (its settings, lock and
+    node connections): a Protocol, so the producer can import this module without a cycle."""
+
+    min_written: int
+    ttr: int
+    priority: int
+    goqueue_compat: bool
+    middleware: MiddlewareChain
+    queue: str
+    _all: list[NodeConn]
+    _timeout: float
+    _lock: threading.Lock
+    _closed: bool
+
+    @property
+    def schedule(self) -> Callable[..., str]: ...
+
+    def _targets(self) -> list[NodeConn]: ...
+
+    def _remember(self, writes: list[Write]) -> None: ...
+
+    def _late(self, write: Write, node: NodeConn, result: int | BrokerError) -> None: ...
+
 
 logger = logging.getLogger(__name__)
 
