@@ -124,5 +124,8 @@ def queues_for() -> Iterator[Callable[..., list[Queue]]]:
 
 
 def client_for(queues: list[Queue], **settings: Any) -> TestClient:
+    """A TestClient of the app; broker calls may take 30 s (a loaded test machine), unless
+    the test sets ``call_timeout`` (tests/brokerq/web/test_bounded.py)."""
+    settings.setdefault("call_timeout", 30.0)
     app = create_app(queues, WebSettings(**settings), sample=False)
     return TestClient(app, base_url=BASE_URL, follow_redirects=False)
