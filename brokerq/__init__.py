@@ -21,6 +21,7 @@ from brokerq.broker import (
 )
 from brokerq.config import WorkerConfig, load
 from brokerq.errors import (
+    BatchFailed,
     BrokerError,
     BrokerqError,
     ConfigError,
@@ -47,6 +48,7 @@ from brokerq.worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchFailed",
     "Broker",
     "BrokerError",
     "BrokerqError",

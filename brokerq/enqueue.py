@@ -10,6 +10,7 @@ finished (done or dead). A revoked job frees its id at once.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import timedelta
 
@@ -17,6 +18,8 @@ from brokerq.errors import NotSupported
 
 #: Longest caller-chosen job id, in characters.
 MAX_JOB_ID = 128
+#: Longest ``unique_for``, in seconds (10 years: stores keep it as integer milliseconds).
+MAX_UNIQUE_FOR = 10 * 365 * 86400.0
 
 
 def check_job_id(job_id: str | None) -> str | None:
@@ -42,8 +45,12 @@ def unique_seconds(unique_for: float | timedelta | None, job_id: str | None) -> 
     if job_id is None:
         raise ValueError("unique_for needs a job_id: it keeps that id reserved")
     seconds = unique_for.total_seconds() if isinstance(unique_for, timedelta) else unique_for
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-        raise ValueError(f"unique_for must be seconds >= 0 or a timedelta, got {unique_for!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"unique_for must be seconds or a timedelta, got {unique_for!r}")
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_UNIQUE_FOR:
+        raise ValueError(
+            f"unique_for must be 0 to {MAX_UNIQUE_FOR:.0f} seconds (10 years), got {unique_for!r}"
+        )
     return float(seconds)
 
 

@@ -44,9 +44,20 @@ class DeadLetters:
 
     # -- the Redis index --------------------------------------------------------------------
     def records(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """This queue's records, newest first. The index is shared by every tube under the
+        guard's prefix: a record is this queue's when its copy was buried on one of this
+        config's nodes in that node's tube (records written before the tube was recorded
+        count as this queue's, as they did then)."""
         pipe = self.guard.client.pipeline(transaction=False)
         pipe.lrange(f"{self.guard.prefix}dead", 0, limit - 1)
-        return [json.loads(r) for r in self.guard.run("dead letters", pipe)[0]]
+        tubes = {b.endpoint: b.tube for b in self.conf.beanstalks}
+        out = []
+        for raw in self.guard.run("dead letters", pipe)[0]:
+            record = json.loads(raw)
+            endpoint = str(record.get("ref", "")).rpartition("/")[0]
+            if endpoint in tubes and record.get("tube", tubes[endpoint]) == tubes[endpoint]:
+                out.append(record)
+        return out
 
     def forget(self, record: dict[str, Any], *, rerun: bool) -> None:
         """Drop a record; with ``rerun`` also clear done mark, retries and claim count so the

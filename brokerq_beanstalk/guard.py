@@ -340,9 +340,11 @@ class Guard:
         *,
         error_type: str = "",
         traceback: str = "",
+        tube: str = "",
     ) -> None:
         """Mark dead (other copies are then deleted), keep the error (with its type and
-        traceback) and index the buried copy."""
+        traceback) and index the buried copy, with its ``tube``: the index is shared by every
+        tube under the prefix, so each queue lists, retries and purges only its own."""
         record = json.dumps(
             {
                 "id": job_id,
@@ -352,6 +354,7 @@ class Guard:
                 "failed_at": time.time(),
                 "ref": ref,
                 "attempt": attempt,
+                "tube": tube,
             }
         )
         pipe = self.client.pipeline(transaction=False)

@@ -157,6 +157,7 @@ class BeanstalkSource(Settling, Source):
                 msg.attempt,
                 error_type=failure.type,
                 traceback=failure.traceback,
+                tube=h.node.tube,
             ),
             "bury",
             0,

@@ -43,7 +43,10 @@ def consuming_in_thread(consumer: C, handler: Callable[..., Any]) -> Iterator[C]
 @contextmanager
 def running(broker: Broker, handler: Callable[..., Any], **options: Any) -> Iterator[Worker]:
     """Run a ``Worker`` (``options`` as its keyword arguments) over a new source of
-    ``broker`` in a thread for the ``with`` body; stop it at the end."""
+    ``broker`` in a thread for the ``with`` body; stop it at the end. The worker obeys the
+    broker's pause flag (as ``brokerq run`` does) where the broker can pause."""
     options.setdefault("shutdown_timeout", 10.0)
+    if broker.capabilities.pause:
+        options.setdefault("paused", broker.is_paused)
     with consuming_in_thread(Worker(broker.source, **options), handler) as worker:
         yield worker

@@ -13,6 +13,7 @@ import pytest
 from brokerq.errors import ConnectionFailed, DeliveryError, MessageTooLarge
 from brokerq.message import Message
 from brokerq.retry import RetryPolicy
+from brokerq.testing import servers
 from brokerq.testing.servers import split_endpoint
 from brokerq_beanstalk import Beanstalk, BeanstalkBroker, DqConf, Producer
 from brokerq_beanstalk.guard import Guard
@@ -222,3 +223,38 @@ def test_long_retry_delay_is_honoured_by_every_replica(make_conf: MakeConf) -> N
     assert [m.attempt for m in rec.seen] == [1, 2]
     assert rec.times[1] - rec.times[0] >= 4.0
     assert rec.times[1] >= rec.seen[1].not_before  # type: ignore[operator]
+
+
+def test_dead_letters_belong_to_their_tube(
+    make_conf: MakeConf, beanstalkd_endpoints: list[str], beanstalk_tube: str
+) -> None:
+    """Two queues under one Redis prefix: each lists, retries and purges only its own dead
+    letters (the index is shared by the prefix; a newcomer purged another queue's once)."""
+    other_tube = f"{beanstalk_tube}-b"
+    conf_a = make_conf(retry={"max_attempts": 1})
+    nodes_b = [{"endpoint": e, "tube": other_tube} for e in beanstalkd_endpoints]
+    conf_b = make_conf(retry={"max_attempts": 1}, beanstalks=nodes_b)
+    a, b = BeanstalkBroker(conf_a), BeanstalkBroker(conf_b)
+
+    def handler(msg: Message) -> None:
+        raise RuntimeError(f"no {msg.value.decode()}")
+
+    try:
+        with a.delay_producer() as producer:
+            producer.push(b"a")
+        with b.delay_producer() as producer:
+            producer.push(b"b")
+        with consuming(conf_a, handler), consuming(conf_b, handler):
+            assert wait_for(lambda: len(a.dead_letters()) == 1, timeout=15)
+            assert wait_for(lambda: len(b.dead_letters()) == 1, timeout=15)
+        assert [d.message.value for d in a.dead_letters()] == [b"a"]
+        assert [d.message.value for d in b.dead_letters()] == [b"b"]
+        assert b.retry_dead([a.dead_letters()[0].message.id]) == 0  # not b's to retry
+        assert b.purge_dead() == 1
+        assert b.dead_letters() == []
+        assert [d.message.value for d in a.dead_letters()] == [b"a"]
+        assert a.purge_dead() == 1
+    finally:
+        a.close()
+        b.close()
+        servers.drain_tube(beanstalkd_endpoints, other_tube, timeout=30)
