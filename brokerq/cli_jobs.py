@@ -150,8 +150,8 @@ def job(config: str, job_id: str, as_json: bool) -> None:
 def _set_paused(config: str, paused: bool) -> None:
     with opened(config) as (cfg, broker):
         (broker.pause if paused else broker.resume)()
-        name = broker.queue_name
-    click.echo(f"{'paused' if paused else 'resumed'} {name} ({cfg.broker_name})")
+        scope = broker.pause_scope
+    click.echo(f"{'paused' if paused else 'resumed'} {scope} ({cfg.broker_name})")
 
 
 @click.command()
