@@ -73,3 +73,17 @@ class WorkerInfo:
     in_flight: int = 0
     queue: str = ""
     processed: int = 0  # messages handled since the worker started
+
+
+def dead_job(letter: DeadLetter, details: Mapping[str, Any] | None = None) -> JobInfo:
+    """A dead letter as ``Broker.job`` / ``Broker.jobs`` report it (state "dead")."""
+    return JobInfo(
+        id=letter.message.id,
+        state="dead",
+        attempt=letter.message.attempt,
+        last_error=letter.error,
+        created_at=letter.message.created_at,
+        finished_at=letter.failed_at,
+        message=letter.message,
+        details=dict(details or {}),
+    )

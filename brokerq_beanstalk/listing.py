@@ -18,7 +18,7 @@ import greenstalk
 from brokerq.errors import ConnectionFailed, DecodeError, NotSupported
 from brokerq.listing import check_listing
 from brokerq.message import Message
-from brokerq.records import JobInfo
+from brokerq.records import JobInfo, dead_job
 from brokerq_beanstalk import codec
 from brokerq_beanstalk.admin import node_client
 from brokerq_beanstalk.config import DqConf
@@ -75,17 +75,5 @@ def jobs(conf: DqConf, dead: DeadLetters, state: str, limit: int, offset: int) -
     if state == "running":
         raise NotSupported("beanstalkd cannot show reserved jobs (there is no peek-reserved)")
     if state == "dead":
-        return [
-            JobInfo(
-                id=d.message.id,
-                state="dead",
-                attempt=d.message.attempt,
-                last_error=d.error,
-                created_at=d.message.created_at,
-                finished_at=d.failed_at,
-                message=d.message,
-                details={"ref": d.ref},
-            )
-            for d in dead.letters(offset + limit)[offset:]
-        ]
+        return [dead_job(d, {"ref": d.ref}) for d in dead.letters(offset + limit)[offset:]]
     return heads(conf, state)[offset : offset + limit]

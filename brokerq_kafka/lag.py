@@ -33,7 +33,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Topic
 
 from brokerq.errors import NotSupported
 from brokerq.listing import check_listing
-from brokerq.records import JobInfo
+from brokerq.records import JobInfo, dead_job
 from brokerq_kafka.config import KqConf
 
 if TYPE_CHECKING:
@@ -185,16 +185,4 @@ def dead_listing(broker: Broker, state: str, limit: int, offset: int) -> list[Jo
             f"{state} records are not listable on Kafka: a topic is a log the group reads "
             "in order (see the lag per partition); dead letters are listed below"
         )
-    return [
-        JobInfo(
-            id=d.message.id,
-            state="dead",
-            attempt=d.message.attempt,
-            last_error=d.error,
-            created_at=d.message.created_at,
-            finished_at=d.failed_at,
-            message=d.message,
-            details={"ref": d.ref},
-        )
-        for d in broker.dead_letters(offset + limit)[offset:]
-    ]
+    return [dead_job(d, {"ref": d.ref}) for d in broker.dead_letters(offset + limit)[offset:]]

@@ -19,7 +19,7 @@ from brokerq.embedded import _sqlite_db as sql
 from brokerq.embedded._sqlite_source import _message
 from brokerq.listing import check_listing
 from brokerq.message import Message
-from brokerq.records import DeadLetter, JobInfo
+from brokerq.records import DeadLetter, JobInfo, dead_job
 
 STATS_KEYS = ("pending", "delayed", "in_flight", "dead", "oldest_age_seconds")
 
@@ -91,18 +91,7 @@ def memory_jobs(broker: MemoryBroker, state: str, limit: int, offset: int) -> li
     else:
         with broker._lock:
             letters = [d for d, _ in broker._dead]
-        out = [
-            JobInfo(
-                id=d.message.id,
-                state="dead",
-                attempt=d.message.attempt,
-                last_error=d.error,
-                created_at=d.message.created_at,
-                finished_at=d.failed_at,
-                message=d.message,
-            )
-            for d in letters
-        ]
+        out = [dead_job(d) for d in letters]
     return out[offset : offset + limit]
 
 

@@ -184,8 +184,10 @@ def test_kill_during_retry_backoff_continues_the_attempts(
         assert wait_for(lambda: ("flaky", 1) in lines(out), timeout=60)
         with KafkaBroker(conf) as broker:  # the retry record is written, the offset committed
             assert wait_for(
-                lambda: {k: v for k, v in broker.stats().items() if k in COUNTS}
-                == {"pending": 0, "retrying": 1, "dead": 0, "paused": 0}
+                lambda: (
+                    {k: v for k, v in broker.stats().items() if k in COUNTS}
+                    == {"pending": 0, "retrying": 1, "dead": 0, "paused": 0}
+                )
             )
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
