@@ -232,6 +232,12 @@ class Broker(JobListing, _Closable):
         return str(getattr(self, "queue", "") or self.name)
 
     @property
+    def pause_scope(self) -> str:
+        """What ``pause``/``resume`` act on, for people (``queue <name>``; kq says topic and
+        consumer group, dq the tube)."""
+        return f"queue {self.queue_name}"
+
+    @property
     def middleware(self) -> MiddlewareChain:
         """The middleware whose producer hooks this broker's producers run (tracing by
         default when OpenTelemetry is configured)."""

@@ -46,16 +46,17 @@ from brokerq.cli_common import (
     NotFound,
     OneLineErrors,
     config_arg,
+    duration_option,
     errors_to_exit,
     load_config,
     log_level_choice,
     opened,
 )
 from brokerq.cli_dead import dead as dead_command
-from brokerq.duration import parse_duration
 from brokerq.errors import ConfigError
 from brokerq.handler import import_object
 from brokerq.heartbeat import Heartbeat, queue_of
+from brokerq.metrics.live import MIN_INTERVAL
 from brokerq.metrics.live import show as show_stats
 from brokerq.metrics.setup import exporter_for, serving
 from brokerq.middleware import LoggingMiddleware, Metrics, Middleware
@@ -361,8 +362,15 @@ def revoke(config: str, job_id: str) -> None:
 @config_arg
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (JSON lines with --watch).")
 @click.option("--watch", is_flag=True, help="Refresh with rates per second until Ctrl-C.")
-@click.option("--interval", default="1s", show_default=True, help="Refresh period for --watch.")
-@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N refreshes.")
+@click.option(
+    "--interval", default="1s", show_default=True, help="Refresh period for --watch (>= 0.1s)."
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --watch: stop after N refreshes.",
+)
 @errors_to_exit
 def stats(config: str, as_json: bool, watch: bool, interval: str, count: int | None) -> None:
     """Counts for the configured queue: pending, delayed, in flight, dead, and paused (0/1)
@@ -371,6 +379,9 @@ def stats(config: str, as_json: bool, watch: bool, interval: str, count: int | N
     --watch draws a live table on a terminal (plain lines otherwise) and, when CONFIG has a
     metrics: section, the running worker's processed counts by outcome (brokerq.metrics.live).
     """
+    period = duration_option(interval, "--interval", MIN_INTERVAL)
+    if count is not None and not watch:
+        raise click.UsageError("--count needs --watch")
     with opened(config) as (cfg, broker):
         show_stats(
             cli_jobs.stats_with_pause(broker),
@@ -378,7 +389,7 @@ def stats(config: str, as_json: bool, watch: bool, interval: str, count: int | N
             title=f"{cfg.name} ({cfg.broker_name})",
             as_json=as_json,
             watch=watch,
-            interval=parse_duration(interval),
+            interval=period,
             count=count,
         )
 

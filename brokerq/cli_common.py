@@ -16,6 +16,7 @@ import click
 from brokerq import config as config_mod
 from brokerq import registry
 from brokerq.broker import Broker
+from brokerq.duration import parse_duration
 from brokerq.errors import BrokerError, BrokerqError, ConfigError, DuplicateJob, NotSupported
 from brokerq.secrets import mask
 
@@ -119,3 +120,18 @@ class OneLineErrors(click.Group):
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # --log-level of every command: one of LOG_LEVELS, any case (anything else exits 2, one line)
 log_level_choice = click.Choice(LOG_LEVELS, case_sensitive=False)
+
+
+def duration_option(value: str, option: str, minimum: float = 0.0) -> float:
+    """Seconds for a duration option (``500ms``, ``5s``, ``1m``); a bad value or one below
+    ``minimum`` seconds is a usage error naming ``option`` (one line, EXIT_USAGE)."""
+    ctx = click.get_current_context(silent=True)
+    try:
+        seconds = parse_duration(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx=ctx, param_hint=f"'{option}'") from None
+    if seconds < minimum:
+        raise click.BadParameter(
+            f"{value!r} is shorter than the minimum {minimum:g}s", ctx=ctx, param_hint=f"'{option}'"
+        )
+    return seconds

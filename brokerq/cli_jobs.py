@@ -24,6 +24,7 @@ from brokerq.cli_common import (
     opened,
 )
 from brokerq.duration import parse_duration
+from brokerq.enqueue import check_job_id, unique_seconds
 from brokerq.errors import ConfigError
 from brokerq.records import JobInfo
 
@@ -44,22 +45,36 @@ def enqueue_options(fn: F) -> F:
         "job_id",
         default=None,
         metavar="ID",
-        help=f"Caller-chosen job id (up to 128 printable characters): while a job with it is "
-        f"pending, delayed, running or retrying, enqueueing it again fails with exit "
+        help=f"Caller-chosen job id (1 to 128 printable ASCII characters, no spaces): while "
+        f"a job with it is pending, delayed, running or retrying, enqueueing it again fails with exit "
         f"{EXIT_DUPLICATE} naming its state.",
     )(fn)
 
 
 def unique_option(unique_for: str | None, job_id: str | None) -> float | None:
-    """``--unique-for`` as seconds (None when not given); ConfigError when bad or without --id."""
+    """``--unique-for`` as seconds (None when not given), after checking ``--id``
+    (brokerq.enqueue.check_job_id); ConfigError naming the option when either is bad or
+    ``--unique-for`` comes without ``--id``."""
+    try:
+        check_job_id(job_id)
+    except ValueError as e:
+        raise ConfigError(_option_named(e, "job_id", "--id")) from None
     if unique_for is None:
         return None
     if job_id is None:
         raise ConfigError("--unique-for needs --id: it keeps that id reserved")
     try:
-        return parse_duration(unique_for)
+        return unique_seconds(parse_duration(unique_for), job_id)
     except ValueError as e:
-        raise ConfigError(f"--unique-for {unique_for}: {e}") from None
+        raise ConfigError(
+            f"--unique-for {unique_for}: {str(e).removeprefix('unique_for ')}"
+        ) from None
+
+
+def _option_named(error: ValueError, name: str, option: str) -> str:
+    """The library's message about argument ``name`` as one about CLI ``option``."""
+    text = str(error)
+    return option + text.removeprefix(name) if text.startswith(name) else f"{option}: {text}"
 
 
 def _when(t: float | None) -> str | None:
@@ -150,8 +165,8 @@ def job(config: str, job_id: str, as_json: bool) -> None:
 def _set_paused(config: str, paused: bool) -> None:
     with opened(config) as (cfg, broker):
         (broker.pause if paused else broker.resume)()
-        name = broker.queue_name
-    click.echo(f"{'paused' if paused else 'resumed'} {name} ({cfg.broker_name})")
+        scope = broker.pause_scope
+    click.echo(f"{'paused' if paused else 'resumed'} {scope} ({cfg.broker_name})")
 
 
 @click.command()

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, TypeVar
 
 from brokerq.errors import DecodeError, Drop
@@ -174,9 +175,7 @@ class LoggingMiddleware(Middleware):
                 message.id,
                 message.attempt,
                 text,
-                exc_info=(type(error), error, error.__traceback__)
-                if error is not None and logger.isEnabledFor(logging.DEBUG)
-                else None,
+                exc_info=_traceback(error) if logger.isEnabledFor(logging.DEBUG) else None,
             )
         else:
             expected = isinstance(error, (Drop, DecodeError))  # asked for: no traceback
@@ -185,10 +184,18 @@ class LoggingMiddleware(Middleware):
                 message.id,
                 message.attempt,
                 text,
-                exc_info=(type(error), error, error.__traceback__)
-                if error is not None and not expected
-                else None,
+                exc_info=None if expected else _traceback(error),
             )
+
+
+def _traceback(
+    error: BaseException | None,
+) -> tuple[type[BaseException], BaseException, TracebackType] | None:
+    """``exc_info`` for an error that was raised; None for one only built (a BatchFailed
+    item's error): logging would print a bare ``Type: message`` line under the outcome's."""
+    if error is None or error.__traceback__ is None:
+        return None
+    return (type(error), error, error.__traceback__)
 
 
 @dataclass

@@ -55,6 +55,11 @@ class BeanstalkBroker(Broker):
         """The tube the jobs live in (the first node's; nodes normally share one)."""
         return self.conf.beanstalks[0].tube
 
+    @property
+    def pause_scope(self) -> str:
+        """``tube <tube>``: the flag is kept per tube in Redis (brokerq_beanstalk.control)."""
+        return f"tube {self.queue}"
+
     def _new_guard(self) -> Guard:
         c = self.conf
         return Guard.from_conf(

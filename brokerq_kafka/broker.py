@@ -191,6 +191,11 @@ class KafkaBroker(Broker):
             records = self._dlq().records(10_000)
         return dead_job(records, job_id, self.conf.topic)
 
+    @property
+    def pause_scope(self) -> str:
+        """``topic <topic>, group <group>``: a pause holds for this consumer group only."""
+        return f"topic {self.conf.topic}, group {self.conf.group}"
+
     def pause(self) -> None:
         """Pause the group: every member stops starting jobs within a second (running ones
         finish; what was fetched is given back, uncommitted) and stops fetching. The flag is

@@ -11,7 +11,8 @@ few records long whatever the history.
 - ``PauseWatch`` (one per broker in a worker process) is a thread with a consumer assigned to
   the control partition (no group, no commits) that reads it from its start and keeps the
   group's newest flag in memory: ``paused()`` is an attribute read. A new record reaches a
-  watch within one fetch round trip (the fetch long-polls with ``fetch.min.bytes`` 1).
+  watch within one fetch round trip (the fetch long-polls with ``fetch.min.bytes`` 1). Only
+  changes read after the topic's end was first reached are logged (INFO), not its history.
 - ``read_flag`` reads the flag once (``stats``), without creating the topic.
 
 Only the watch's thread touches its consumer (one owner per thread-bound object).
@@ -190,6 +191,7 @@ class PauseWatch:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._failing = False
+        self._caught_up = False  # read to the end once: later records are changes, not history
 
     def paused(self) -> bool:
         """The group's newest flag as this process has read it."""
@@ -264,6 +266,9 @@ class PauseWatch:
         err = record.error()
         if err is not None:
             if err.code() == KafkaError._PARTITION_EOF:
+                if not self._caught_up:
+                    self._caught_up = True
+                    logger.debug("kafka group %s paused at start: %s", self.conf.group, self._flag)
                 self._ready.set()
                 self._recovered()
             else:
@@ -271,7 +276,7 @@ class PauseWatch:
             return
         if record.key() == self._key:
             flag = _parse(record.value())
-            if flag != self._flag:
+            if flag != self._flag and self._caught_up:  # the history read at start is no news
                 logger.info("kafka group %s %s", self.conf.group, "paused" if flag else "resumed")
             self._flag = flag
         with self._moved:

@@ -30,6 +30,9 @@ from brokerq.metrics.redact import redact
 
 SCRAPE_TIMEOUT = 0.5
 OUTCOMES = ("ok", "retry", "dead")
+MIN_INTERVAL = 0.1  # seconds: a shorter --watch period would poll the broker in a tight loop
+# gauges, not counters: their change per second means nothing, so no rate is shown for them
+GAUGES = frozenset({"paused", "oldest_age_seconds"})
 
 
 @dataclass
@@ -92,13 +95,13 @@ def samples(
         if previous is not None:
             time.sleep(max(0.0, previous.at + interval - time.time()))
         try:
-            sample = Sample(time.time(), {k: float(v) for k, v in stats().items()})
+            sample = Sample(time.time(), {k: _exact(v) for k, v in stats().items()})
         except BrokerError as e:  # a blip must not end a watch: say so, keep the last counts
             last = dict(previous.counts) if previous is not None else {}
             sample = Sample(time.time(), last, broker_error=redact(str(e)))
         if url is not None:
             try:
-                sample.processed = scrape_processed(url)
+                sample.processed = {k: _exact(v) for k, v in scrape_processed(url).items()}
             except ImportError:
                 sample.worker_error = "prometheus-client not installed"
             except (OSError, ValueError) as e:
@@ -106,13 +109,19 @@ def samples(
         if previous is not None:
             dt = max(sample.at - previous.at, 1e-6)
             for k, v in sample.counts.items():
-                sample.rates[k] = (v - previous.counts.get(k, v)) / dt
+                if k not in GAUGES:
+                    sample.rates[k] = (v - previous.counts.get(k, v)) / dt
             if sample.processed is not None and previous.processed is not None:
                 for k, v in sample.processed.items():
                     sample.rates[f"processed_{k}"] = (v - previous.processed.get(k, v)) / dt
         yield sample
         previous = sample
         taken += 1
+
+
+def _exact(v: float) -> float:
+    """A whole number as an int (JSON ``3``, as ``stats --json`` prints it, not ``3.0``)."""
+    return int(v) if float(v).is_integer() else float(v)
 
 
 def _num(v: float) -> str:

@@ -4,9 +4,10 @@ Every broker call goes through ``Queue.ask``: one call at a time per broker (its
 broker's admin clients are not shared between threads at once), run on a thread of its own and
 waited for ``timeout`` seconds at most (2 s by default), and its outcome is an ``Answer`` that
 says what the page should print: a value, "not supported" (the backend raised NotSupported), or
-an error line (unreachable, refused, no answer in time). A page never crashes on a backend, and
-an unreachable one costs a page at most ``timeout`` seconds (the call that hangs keeps the lock
-until the driver gives up, so later calls to that broker fail at once with "unreachable").
+an error line: the backend's error (refused, unreachable) or "slow" (no answer in time). A page
+never crashes on a backend, and a hanging one costs a page at most ``timeout`` seconds (the call
+that hangs keeps the lock until the driver gives up, so later calls to that broker say "slow"
+once they waited ``timeout`` for it).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ KINDS = {"kafka": "kq", "beanstalk": "dq", "sqlite": "sqlite", "memory": "memory
 
 CALL_TIMEOUT = 2.0
 """Seconds a page waits for one broker call (``WebSettings.call_timeout``)."""
-UNREACHABLE = "unreachable"
-"""First word of the error of a call that did not answer in time."""
+SLOW = "slow"
+"""First word of the error of a call that did not answer in time (the broker may be up but busy;
+a refused connection is the backend's own error instead)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,7 @@ class Queue:
         wait = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         if not self._lock.acquire(timeout=wait):
-            return Answer(error=f"{UNREACHABLE}: {what}: an earlier call has not answered yet")
+            return Answer(error=_slow(what, wait))
         box: list[Answer[T]] = []
         done = threading.Event()
 
@@ -137,7 +139,7 @@ class Queue:
         if done.wait(max(0.0, deadline - time.monotonic())) and box:
             return box[0]
         logger.warning("%s: %s: no answer within %.1fs", self.slug, what, wait)
-        return Answer(error=f"{UNREACHABLE}: {what}: no answer within {wait:g}s")
+        return Answer(error=_slow(what, wait))
 
     def _call(
         self, what: str, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -166,9 +168,9 @@ class Queue:
 
     def card(self) -> Card:
         """Counts, the paused flag and live workers, read now; when the counts do not come
-        in time the rest is not asked (the broker is unreachable: one timeout, not three)."""
+        in time the rest is not asked (the broker is slow: one timeout, not three)."""
         stats = self.ask("stats", self.broker.stats)
-        if stats.error and stats.error.startswith(UNREACHABLE):
+        if is_slow(stats):
             return Card(stats=stats, paused=Answer(error=stats.error), workers=Answer())
         paused = self.ask("paused", _is_paused, self.broker)
         workers = self.ask("workers", self.broker.workers)
@@ -185,6 +187,15 @@ class Queue:
         finally:
             if held:
                 self._lock.release()
+
+
+def _slow(what: str, wait: float) -> str:
+    return f"{SLOW}: {what}: no answer within {wait:g} s yet"
+
+
+def is_slow(answer: Answer[Any]) -> bool:
+    """True when ``answer`` is a call that did not answer in time (not a broker error)."""
+    return bool(answer.error and answer.error.startswith(f"{SLOW}: "))
 
 
 def _can_pause(broker: Broker) -> bool:

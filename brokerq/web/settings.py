@@ -59,7 +59,7 @@ class WebSettings:
     samples kept for the charts; ``sample_keep``: seconds of samples kept.
     ``preview_bytes`` / ``payload_bytes``: payload bytes shown in lists / on a job page.
     ``call_timeout``: seconds a page waits for one broker call (then the broker is shown
-    "unreachable"; brokerq.web.queues).
+    "slow"; brokerq.web.queues).
     ``secret``: signs cookies and CSRF tokens (random per process unless given).
     """
 

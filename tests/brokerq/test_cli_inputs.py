@@ -153,7 +153,25 @@ def test_bad_job_ids_are_one_line_and_create_nothing(tmp_path: Path, env: dict[s
     proc = bq("push", cfg, "x", "--unique-for", "1h", env=env, check=False)
     one_line_error(proc, 3, "--unique-for needs --id")
     proc = bq("delay", cfg, "x", "--in", "1s", "--id", "has space", env=env, check=False)
-    one_line_error(proc, 3, "job_id 'has space'")
+    one_line_error(proc, 3, "--id 'has space' may hold only printable ASCII without spaces")
+    proc = bq("push", cfg, "x", "--id", "a" * 129, env=env, check=False)
+    one_line_error(proc, 3, "--id must be 1 to 128 characters, got 129")  # not "job_id must"
     proc = bq("push", cfg, "x", "--id", "a", "--unique-for", "soon", env=env, check=False)
     one_line_error(proc, 3, "--unique-for soon")
+    proc = bq("push", cfg, "x", "--id", "a", "--unique-for", "99999d", env=env, check=False)
+    one_line_error(proc, 3, "--unique-for 99999d: must be 0 to")
+    help_text = bq("push", "--help", env=env).stdout
+    assert "printable ASCII characters, no spaces" in " ".join(help_text.split())
     assert not db.exists()
+
+
+def test_stats_watch_options_are_checked(tmp_path: Path, env: dict[str, str]) -> None:
+    cfg = write(tmp_path, f"embedded: {{path: {tmp_path / 'q.db'}}}\nhandler: {HANDLER}\n")
+    stats = ("stats", cfg, "--watch", "--count", "1", "--interval")
+    # 0s polled the broker in a tight loop; a bad value's error named no option
+    one_line_error(bq(*stats, "0s", env=env, check=False), 2, "'--interval'", "0.1s")
+    one_line_error(bq(*stats, "soon", env=env, check=False), 2, "'--interval'", "'soon'")
+    one_line_error(
+        bq("stats", cfg, "--count", "2", env=env, check=False), 2, "--count needs --watch"
+    )
+    assert not (tmp_path / "q.db").exists(), "a refused command created the database"

@@ -258,3 +258,10 @@ def test_dead_letters_belong_to_their_tube(
         a.close()
         b.close()
         servers.drain_tube(beanstalkd_endpoints, other_tube, timeout=30)
+
+
+def test_pause_scope_names_the_tube() -> None:
+    conf = DqConf.model_validate(
+        {"beanstalks": [{"endpoint": "a:1", "tube": "mails"}], "redis": {"url": "redis://a:1"}}
+    )
+    assert BeanstalkBroker(conf).pause_scope == "tube mails"

@@ -128,3 +128,9 @@ def test_sync_push_to_unreachable_broker_fails_within_push_timeout() -> None:
 def test_check_passes(kafka_bootstrap: str) -> None:
     with KafkaBroker(KqConf(brokers=kafka_bootstrap, topic="t")) as broker:
         broker.check()
+
+
+def test_pause_scope_names_topic_and_group() -> None:
+    # `brokerq pause` prints this: it once said "kafka", naming neither what was paused
+    broker = KafkaBroker(KqConf(brokers="a:9092", topic="orders", group="billing"))
+    assert broker.pause_scope == "topic orders, group billing"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -19,6 +20,7 @@ from brokerq.message import Message
 from brokerq.retry import RetryPolicy
 from brokerq.worker import Worker
 from brokerq_kafka import KafkaBroker
+from brokerq_kafka.control import PauseWatch, write_flag
 from tests.brokerq.test_cli import bq
 from tests.contract import wait_for
 
@@ -178,3 +180,21 @@ def test_job_finds_a_dead_letter_and_refuses_other_ids(kq: KafkaBroker, tmp_path
     assert json.loads(bq("stats", str(config), "--json", env=env).stdout)["paused"] == 1
     bq("resume", str(config), env=env)
     assert json.loads(bq("stats", str(config), "--json", env=env).stdout)["paused"] == 0
+
+
+def test_a_watch_logs_changes_after_start_not_the_history(
+    kq: KafkaBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `brokerq web` once replayed the control topic at start-up as "group ... paused/resumed"
+    for flag in (True, False, True):
+        write_flag(kq.conf, flag)
+    caplog.set_level(logging.INFO, logger="brokerq_kafka.control")
+    watch = PauseWatch(kq.conf)
+    try:
+        assert watch.paused()  # read to its end: the newest flag of the history
+        assert watch.wait_past(write_flag(kq.conf, False), 30)
+        assert not watch.current
+    finally:
+        watch.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "brokerq_kafka.control"]
+    assert lines == [f"kafka group {kq.conf.group} resumed"]

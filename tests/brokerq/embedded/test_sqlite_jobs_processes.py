@@ -196,7 +196,7 @@ def test_brokerq_job_reports_each_state_across_a_worker_restart(
     assert "state        done" in done and "finished_at " in done, done
     assert "(done)" in lab.bq("push", "fine", "--id", "D", code=7).stderr
     # pause / resume through the CLI, seen by stats
-    assert lab.bq("pause").stdout.startswith("paused q")
+    assert lab.bq("pause").stdout.startswith("paused queue q")
     assert json.loads(lab.bq("stats", "--json").stdout)["paused"] == 1
     lab.bq("resume")
     assert "paused       0" in lab.bq("stats").stdout

@@ -104,3 +104,21 @@ def test_a_broker_blip_does_not_end_the_watch() -> None:
     assert got[1].counts == {"pending": 5.0} and got[1].broker_error == "redis://u:***@h:1 refused"
     assert got[2].counts == {"pending": 3.0} and not got[2].broker_error
     assert "[redis://u:***@h:1 refused]" in plain_line(got[1])
+
+
+def test_watch_json_counts_are_ints_as_in_plain_json() -> None:
+    out = io.StringIO()
+    show(Counts(), watch=True, as_json=True, interval=0.01, count=1, out=out)
+    assert '"pending": 90}' in out.getvalue() and "90.0" not in out.getvalue()
+    assert json.loads(out.getvalue())["stats"] == {"pending": 90, "dead": 1}
+
+
+def test_gauges_get_no_rate() -> None:
+    ages = iter([5, 7])
+
+    def stats() -> Mapping[str, float]:
+        return {"pending": 1, "paused": 1, "oldest_age_seconds": next(ages)}
+
+    _first, second = samples(stats, None, 0.01, count=2)
+    assert second.rates.keys() == {"pending"}
+    assert "paused=1 " in plain_line(second) and "(" not in plain_line(second).split("paused")[1]
