@@ -20,6 +20,7 @@ Only the watch's thread touches its consumer (one owner per thread-bound object)
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import os
@@ -68,6 +69,8 @@ def ensure_topic(conf: KqConf) -> None:
         err = kafka_error(e)
         if err is None or err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise translate(e, f"kafka: creating {topic}") from e
+    except concurrent.futures.TimeoutError as e:  # the admin future's own timeout
+        raise BrokerError(f"kafka: creating {topic}: no answer within {TIMEOUT:g}s") from e
     deadline = time.monotonic() + TIMEOUT
     while True:
         try:
