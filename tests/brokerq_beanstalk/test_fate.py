@@ -41,19 +41,23 @@ def job_priorities(broker: BeanstalkBroker, state: str) -> list[int]:
 
 
 def test_priority_0_runs_before_100_also_after_a_retry(broker: BeanstalkBroker) -> None:
-    start = time.time()
     with broker.producer() as producer:
         producer.push(b"p100", priority=100)
         producer.push(b"p0", priority=0)
         producer.delay(b"block", 1.0, priority=50)
     # retries: p100 comes due before p0, both while "block" keeps the only thread busy
     after = {b"p0": 2.5, b"p100": 2.0}
+    due: dict[bytes, float] = {}
+
+    def both_retries_due() -> bool:
+        return len(due) == 2 and time.time() >= max(due.values()) + 0.5
 
     def handler(m: Message) -> None:
         rec(m)
-        if m.value == b"block":
-            time.sleep(max(0.0, start + 4.0 - time.time()))
+        if m.value == b"block":  # hold the only thread until both retries wait (a slow
+            wait_for(both_retries_due, timeout=20)  # machine must not reorder them)
         elif m.attempt == 1:
+            due[m.value] = time.time() + after[m.value]
             raise Retry(after=after[m.value])
 
     rec = Recorder()
