@@ -1,16 +1,12 @@
 """``Pusher``: kq's producer, durable by default and never silent about a failed write.
 
-``push`` only hands the record to librdkafka, which batches it (acks=all, idempotence,
-lz4); a background thread serves delivery reports, so callers never call ``poll()``.
-Failures go to ``on_error`` or are counted and raised by ``flush()`` / ``close()``.
-With ``sync=True`` every push waits for the broker's ack, bounded by ``push_timeout``.
-
-Every wait is bounded by ``push_timeout`` (a full local queue, ``flush``, ``close`` and the
-flush at interpreter exit) and waits in short slices, so Ctrl-C works. What is still
-undelivered when ``close`` gives up is purged and reported (DeliveryError from ``close``,
-an ERROR log line from the exit flush). Producer middleware hooks (``before_push`` may add
-headers, ``after_push`` runs from delivery reports) apply when any middleware has them;
-otherwise push takes its measured fast path.
+``push`` hands the record to librdkafka (acks=all, idempotence, lz4); a background thread
+serves delivery reports. Failures go to ``on_error`` or are counted and raised by ``flush()`` /
+``close()``; ``sync=True`` waits for each ack. Every wait (a full local queue, ``flush``,
+``close``, the exit flush) is bounded by ``push_timeout`` in short slices, so Ctrl-C works;
+what ``close`` gives up on is purged and reported (DeliveryError, or an ERROR line at exit).
+Producer middleware hooks apply when any middleware has them; otherwise push takes its
+measured fast path.
 """
 
 from __future__ import annotations
@@ -114,6 +110,7 @@ class Pusher(Producer):
         self._on_error = on_error
         self._failed = 0
         self._last_error = ""
+        self._failures_seen = 0  # failed delivery reports, on_error's too
         self._lock = threading.Lock()
         self._closed = False
         durable = str(acks) in ("all", "-1")
@@ -269,8 +266,10 @@ class Pusher(Producer):
         try:
             left = self._flush(self.push_timeout)
             if left:
+                before = self._failures_seen  # flush counts log events too: count purge reports
                 self._producer.purge()
-                self._producer.flush(0)
+                self._producer.flush(0.5)
+                left = self._failures_seen - before or left
                 raise DeliveryError(
                     f"kafka {self.topic!r}: {left} message(s) not delivered within "
                     f"push_timeout={self.push_timeout}s (is the broker reachable?)",
@@ -361,6 +360,8 @@ class Pusher(Producer):
             return
         error = self._error(KafkaException(err))
         failure = error if isinstance(error, DeliveryError) else DeliveryError(str(error))
+        with self._lock:
+            self._failures_seen += 1
         if self._hooks:
             self._chain.after_push(self.topic, failure)
         if self._on_error is not None:
