@@ -23,6 +23,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from brokerq.duration import Duration
+from brokerq.records import Capabilities
+
+#: What both embedded brokers (memory, sqlite) can do: everything the contract names.
+CAPABILITIES = Capabilities(
+    delay=True,
+    priority=True,
+    counts_redeliveries=True,
+    idempotent_push=True,
+    idempotent_delay=True,
+    job_lookup=True,
+    pause=True,
+)
 
 MAX_PRIORITY = 2**32 - 1
 DEFAULT_PRIORITY = 2  # go-queue's dq priority, so both brokers agree on the default

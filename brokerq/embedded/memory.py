@@ -25,7 +25,6 @@ from typing import Any, ClassVar
 
 from brokerq.broker import (
     Broker,
-    Capabilities,
     DeadLetter,
     Delivery,
     JobInfo,
@@ -38,7 +37,7 @@ from brokerq.embedded._memory_jobs import JobBook
 from brokerq.embedded._memory_jobs import MemoryJob as _Job
 from brokerq.embedded._memory_producers import MemoryDelayProducer, MemoryProducer
 from brokerq.embedded._workers import LiveWorkers
-from brokerq.embedded.config import EmbeddedConf, check_priority
+from brokerq.embedded.config import CAPABILITIES, EmbeddedConf, check_priority
 from brokerq.errors import BrokerError
 from brokerq.message import Message
 from brokerq.outcome import Failure
@@ -55,15 +54,7 @@ class MemoryBroker(Broker):
     name = "memory"
     section = "embedded"
     config_model = EmbeddedConf
-    capabilities = Capabilities(
-        delay=True,
-        priority=True,
-        counts_redeliveries=True,
-        idempotent_push=True,
-        idempotent_delay=True,
-        job_lookup=True,
-        pause=True,
-    )
+    capabilities = CAPABILITIES
     in_process: ClassVar[bool] = True  # jobs live in this object: the CLI refuses it
 
     def __init__(self, config: EmbeddedConf | Mapping[str, Any] | None = None) -> None:

@@ -40,7 +40,6 @@ from typing import Any, TypeVar
 
 from brokerq.broker import (
     Broker,
-    Capabilities,
     DeadLetter,
     DelayProducer,
     JobInfo,
@@ -50,7 +49,7 @@ from brokerq.broker import (
 from brokerq.embedded import _listing, _sqlite_jobs, _workers
 from brokerq.embedded import _sqlite_db as sql
 from brokerq.embedded._sqlite_source import SqliteSource, _failure, _message
-from brokerq.embedded.config import EmbeddedConf, check_priority
+from brokerq.embedded.config import CAPABILITIES, EmbeddedConf, check_priority
 from brokerq.enqueue import check_job_id, unique_seconds
 from brokerq.errors import ConfigError, ConnectionFailed, DeliveryError
 from brokerq.headers import with_options
@@ -69,15 +68,7 @@ class SqliteBroker(Broker):
     section = "embedded"
     section_default = True
     config_model = EmbeddedConf
-    capabilities = Capabilities(
-        delay=True,
-        priority=True,
-        counts_redeliveries=True,
-        idempotent_push=True,
-        idempotent_delay=True,
-        job_lookup=True,
-        pause=True,
-    )
+    capabilities = CAPABILITIES
 
     def __init__(self, config: EmbeddedConf | Mapping[str, Any] | None = None) -> None:
         if config is None:
