@@ -32,17 +32,20 @@ class Settler:
         self.policy = policy
         self.middleware = middleware
         self._lock = threading.Lock()
-        self.verdicts: OrderedDict[str, Outcome] = OrderedDict()
-        """Kept verdicts by message id; read it without the lock only to test emptiness
-        (the Worker's fast path does, for every message)."""
+        self._verdicts: OrderedDict[str, Outcome] = OrderedDict()
+
+    @property
+    def kept(self) -> bool:
+        """True while verdicts wait for a redelivery (rare: the Worker's fast path asks)."""
+        return bool(self._verdicts)
 
     def settled_before_running(self, source: Source, delivery: Delivery[Any]) -> str | None:
         """Settle ``delivery`` without running its handler when a kept verdict or the poison
         rule decides it; return the outcome kind, or None when the handler must run."""
         msg = delivery.message
-        if self.verdicts:  # rare: read without the lock first, it runs for every message
+        if self._verdicts:  # rare: read without the lock first, it runs for every message
             with self._lock:
-                verdict = self.verdicts.pop(msg.id, None)
+                verdict = self._verdicts.pop(msg.id, None)
             if verdict is not None:
                 return self.carry_out(source, delivery, verdict)
         if msg.attempt > self.policy.max_attempts:
@@ -88,9 +91,9 @@ class Settler:
                 Failure.of(e),
             )
             with self._lock:
-                self.verdicts[delivery.message.id] = outcome
-                while len(self.verdicts) > VERDICTS_KEPT:
-                    self.verdicts.popitem(last=False)
+                self._verdicts[delivery.message.id] = outcome
+                while len(self._verdicts) > VERDICTS_KEPT:
+                    self._verdicts.popitem(last=False)
             release(source, delivery)
         return outcome.kind
 

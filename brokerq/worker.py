@@ -38,12 +38,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from brokerq.batch import BatchHandler, batch_item_type
-from brokerq.batch_work import PAUSE_POLL, BatchWork
+from brokerq.batch import BatchHandler, batch_item_type, item_errors
 from brokerq.broker import Consumer, Delivery, Source
 from brokerq.handler import Handler
 from brokerq.headers import time_limit_of
-from brokerq.message import Message
 from brokerq.middleware import Middleware, MiddlewareChain
 from brokerq.outcome import DEAD, OK, Failure, decide
 from brokerq.ratelimit import RateLimits
@@ -56,6 +54,7 @@ from brokerq.tracing import default_middleware
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIME_LIMIT = 30 * 60.0
+PAUSE_POLL = 0.5  # seconds between two looks at the queue's pause flag
 
 
 def describe(error: BaseException) -> str:
@@ -69,7 +68,7 @@ def prefetch_for(concurrency: int) -> int:
     return max(2, concurrency * 2)
 
 
-class Worker(BatchWork, Consumer):
+class Worker(Consumer):
     """Runs a handler over a Source with concurrency, retries, time limits, middleware and
     graceful stop.
 
@@ -111,9 +110,6 @@ class Worker(BatchWork, Consumer):
         self._paused = threading.Event()
         self.rate_limits = rate_limits
         self._stopping = threading.Event()
-        # stopping or paused, as one plain attribute the thread loop reads per message (an
-        # Event.is_set() is a call); only ever written through _set_halted and stop()
-        self._halted = False
         self._abandoned_flag = False  # shutdown gave up on running handlers
         self._failure: BaseException | None = None
         self._settler = Settler(self.retry_policy, self.middleware)
@@ -145,7 +141,6 @@ class Worker(BatchWork, Consumer):
         # gc.freeze; objects created later are collected as usual.
         gc.freeze()
         self._stopping.clear()
-        self._set_halted()
         self._abandoned_flag = False
         self._failure = None
         self._workers = []
@@ -167,7 +162,6 @@ class Worker(BatchWork, Consumer):
     def stop(self) -> None:
         """Stop receiving; safe from any thread and from a signal handler."""
         self._stopping.set()
-        self._halted = True
 
     @property
     def stopping(self) -> bool:
@@ -189,16 +183,9 @@ class Worker(BatchWork, Consumer):
         if now_paused and not self._paused.is_set():
             logger.info("queue paused: no new handler starts until it is resumed")
             self._paused.set()
-            self._set_halted()
         elif not now_paused and self._paused.is_set():
             logger.info("queue resumed")
             self._paused.clear()
-            self._set_halted()
-
-    def _set_halted(self) -> None:
-        self._halted = self._stopping.is_set() or self._paused.is_set()
-        if self._stopping.is_set():  # stop() ran (a signal) between the read and the write
-            self._halted = True
 
     @property
     def in_flight(self) -> int:
@@ -242,7 +229,7 @@ class Worker(BatchWork, Consumer):
             self._spawn()
 
     def _shutdown(self, source: Source) -> None:
-        self.stop()
+        self._stopping.set()
         deadline = time.monotonic() + self.shutdown_timeout
         with self._lock:
             threads = [t for t, slot in self._workers if not slot.abandoned]
@@ -272,65 +259,53 @@ class Worker(BatchWork, Consumer):
         slot.thread_id = threading.get_ident()
         stopping = self._stopping
         is_stopping, is_paused = stopping.is_set, self._paused.is_set
-        receive, process, ack = source.receive, self.process, source.ack
-        timeout, limit, grace = self.receive_timeout, self.time_limit, self.time_limit_grace
-        settler, max_attempts = self._settler, self._max_attempts
-        verdicts = settler.verdicts
-        enter, leave = slot.enter, slot.leave
-        direct = self._direct(call)
-        while True:
-            if self._halted or slot.abandoned:
-                if is_stopping() or slot.abandoned:
-                    return
-                if is_paused():
-                    stopping.wait(PAUSE_POLL / 2)
-                    continue
+        receive, process = source.receive, self.process
+        timeout = self.receive_timeout
+        while not is_stopping() and not slot.abandoned:
+            if is_paused():
+                stopping.wait(PAUSE_POLL / 2)
+                continue
             try:
                 delivery = receive(timeout)
             except Exception as e:
                 logger.error("receiving failed, stopping the worker: %s", describe(e))
                 self._failure = self._failure or e
-                self.stop()
+                stopping.set()
                 return
             if delivery is None:
                 continue
-            if self._halted:
+            if is_stopping() or is_paused():
                 release(source, delivery)  # received just before a stop or a pause
                 continue
-            msg = delivery.message
-            if direct is None or msg.headers or msg.attempt > max_attempts or verdicts:
-                process(source, call, delivery, slot)
-                continue
-            # process() inlined for the common case (a plain message, a sync handler of the
-            # envelope, no hooks, no rate limit): the same steps, a call and a dozen checks
-            # less per message
-            error: BaseException | None = None
-            enter([delivery], limit, grace, False)
-            try:
-                try:
-                    direct(msg)
-                finally:
-                    if leave():
-                        error = exceeded(limit)
-            except BaseException as e:  # SystemExit too: a failure of this message
-                error = error or e
-            if slot.abandoned or self._abandoned_flag:
-                continue  # the watchdog or shutdown settled (or gave up on) this delivery
-            if error is None:
-                try:
-                    ack(delivery)
-                    continue
-                except Exception:
-                    pass  # the general path keeps the verdict and releases the delivery
-            settler.finish(source, delivery, error)
+            process(source, call, delivery, slot)
 
-    def _direct(self, call: Handler | Router) -> Callable[[Message], Any] | None:
-        """The user function to call straight from the thread loop, when nothing else has to
-        run per message (no middleware hooks, no rate limit, a sync handler of Message)."""
-        chain = self.middleware
-        if chain.has_before or chain.has_after or self.rate_limits is not None:
-            return None
-        return call.direct if isinstance(call, Handler) else None
+    def _work_batches(self, slot: Slot, call: BatchHandler) -> None:
+        source = self._source
+        assert source is not None
+        slot.thread_id = threading.get_ident()
+        stopping = self._stopping
+        max_size, max_wait = call.config.max_size, call.config.max_wait
+        while not stopping.is_set() and not slot.abandoned:
+            if self._paused.is_set():
+                stopping.wait(PAUSE_POLL / 2)
+                continue
+            try:
+                batch = source.receive_many(max_size, self.receive_timeout)
+                if batch:
+                    until = time.monotonic() + max_wait
+                    while len(batch) < max_size and (left := until - time.monotonic()) > 0:
+                        batch += source.receive_many(max_size - len(batch), left)
+            except Exception as e:
+                logger.error("receiving failed, stopping the worker: %s", describe(e))
+                self._failure = self._failure or e
+                stopping.set()
+                return
+            if stopping.is_set() or self._paused.is_set():
+                for delivery in batch:
+                    release(source, delivery)
+                continue
+            if batch:
+                self.process_batch(source, call, batch, slot)
 
     # -- one message, one batch -------------------------------------------------------------
     def process(
@@ -343,7 +318,7 @@ class Worker(BatchWork, Consumer):
         """Handle one delivery and settle it with the source; return the outcome kind."""
         msg = delivery.message
         settler = self._settler
-        if settler.verdicts or msg.attempt > self._max_attempts:
+        if settler.kept or msg.attempt > self._max_attempts:
             settled = settler.settled_before_running(source, delivery)
             if settled is not None:
                 return settled
@@ -379,3 +354,39 @@ class Worker(BatchWork, Consumer):
             except Exception:
                 pass  # the general path keeps the verdict and releases the delivery
         return settler.finish(source, delivery, error)
+
+    def process_batch(
+        self, source: Source, call: BatchHandler, batch: list[Delivery[Any]], slot: Slot
+    ) -> None:
+        """Handle a batch with one call; settle each item on its own (brokerq.batch)."""
+        todo = [d for d in batch if self._settler.settled_before_running(source, d) is None]
+        if self.rate_limits is not None:
+            for i, d in enumerate(todo):
+                if not self.rate_limits.wait(d.message, self._stopping):
+                    for rest in todo[i:]:
+                        release(source, rest)
+                    return
+        for d in todo:
+            self.middleware.before(d.message)
+        items, bad = call.decode([d.message for d in todo])
+        for i, e in bad.items():
+            self._settler.finish(source, todo[i], e)
+        todo = [d for i, d in enumerate(todo) if i not in bad]
+        if not todo:
+            return
+        limit = self.time_limit
+        error: BaseException | None = None
+        try:
+            slot.enter(todo, limit, self.time_limit_grace, call.is_async)
+            try:
+                call(items, limit)
+            finally:
+                if slot.leave() and error is None:
+                    error = exceeded(limit)
+        except BaseException as e:
+            error = error or e
+        if slot.abandoned or self._abandoned_flag:
+            return
+        failed = item_errors(error, len(todo))
+        for i, d in enumerate(todo):
+            self._settler.finish(source, d, failed.get(i))

@@ -20,7 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from brokerq.errors import BrokerError, DeliveryError, MessageTooLarge
 from brokerq.message import Message
 from brokerq_kafka import _wire
-from brokerq_kafka._errors import serving, translate
+from brokerq_kafka._errors import translate
 from brokerq_kafka._produce import produce_within
 from brokerq_kafka.config import KqConf
 
@@ -164,6 +164,6 @@ class DurableWriter:
     def close(self) -> None:
         producer = self._producer
         if producer is not None:
-            left = serving(producer.flush, self.timeout)
+            left = producer.flush(self.timeout)
             if left:
                 logger.error("%d retry/dead-letter record(s) not acknowledged at close", left)

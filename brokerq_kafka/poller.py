@@ -30,8 +30,8 @@ from brokerq_kafka._errors import translate
 from brokerq_kafka._writer import DurableWriter
 from brokerq_kafka.config import KqConf
 from brokerq_kafka.keyholds import KeyHolds
-from brokerq_kafka.offsets import RESERVE_AHEAD, TP, Handle, OffsetBook, PartitionState
-from brokerq_kafka.rebalance import Item, KDelivery, Rebalancing
+from brokerq_kafka.offsets import TP, Handle, OffsetBook, PartitionState
+from brokerq_kafka.rebalance import KDelivery, Rebalancing
 from brokerq_kafka.tracker import PartitionTracker
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Poller(Rebalancing):
     def __init__(
         self,
         conf: KqConf,
-        dispatcher: Dispatcher[Item],
+        dispatcher: Dispatcher[KDelivery],
         writer: DurableWriter,
         holds: KeyHolds,
         *,
@@ -58,7 +58,6 @@ class Poller(Rebalancing):
         self.writer = writer
         self.holds = holds
         self.book = OffsetBook()
-        self.lazy = not conf.key_ordering  # hand out plain records undecoded (see _accept)
         self.batch_size = batch_size
         self.room_wait = room_wait
         self.failure: BaseException | None = None
@@ -141,19 +140,14 @@ class Poller(Rebalancing):
         return self.batch_size
 
     def _accept(self, records: list[Message]) -> None:
-        """Track a consume() batch; hand out what the book allows.
+        """Track and decode a consume() batch; hand out what the book allows.
 
         This runs for every record on the one poll thread, which every worker thread waits
-        on (and competes with for the GIL), so the common case does the least it can: a
-        main-topic record inside the reservation, of a partition with no crash counts and
-        nothing held, is tracked and handed out undecoded, as ``(record, state)``; the
-        worker thread that receives it decodes it (``KafkaSource.receive``). Under key
-        ordering the dispatcher needs the key, so such a record is decoded here instead.
-        A record past the reservation extends it in place (one synchronous commit per
-        ``RESERVE_AHEAD`` records of a partition).
+        on, so a plain record (no headers, no crash count, inside the reservation: the
+        common case) takes an inlined path: track, build the message, hand out.
         """
         book = self.book
-        out: list[Item] = []
+        out: list[KDelivery] = []
         append = out.append
         later: list[tuple[KDelivery, float]] = []
         touched: list[PartitionState] = []
@@ -161,15 +155,13 @@ class Poller(Rebalancing):
         tracker: PartitionTracker | None = None
         outstanding_add = None
         prefix = ""
-        main_topic = self.topic
-        lazy = self.lazy
-        fast = False  # the partition may take the fast path (no careful window, no counts)
-        free_to = -1  # offsets up to this go straight out (reserved)
+        free_to = -1  # offsets up to this go straight out (reserved, no careful window)
         plain_message = _wire.plain_message
         now = time.time()
         for record in records:
-            if record.error() is not None:
-                self._on_record_error(record.error())  # type: ignore[arg-type]
+            err = record.error()
+            if err is not None:
+                self._on_record_error(err)
                 continue
             topic, partition, offset = record.topic(), record.partition(), record.offset()
             assert topic is not None and partition is not None and offset is not None
@@ -181,27 +173,21 @@ class Poller(Rebalancing):
                 tracker = state.tracker
                 outstanding_add = tracker.outstanding.add
                 prefix = tracker.id_prefix
-                fast = topic == main_topic and state.careful_end is None and not state.counts
-                free_to = state.reserved if fast and state.reserved is not None else -1
+                free_to = -1
+                if state.careful_end is None and state.reserved is not None and not state.counts:
+                    free_to = state.reserved
             assert state is not None and outstanding_add is not None
             outstanding_add(offset)
             if tracker.high is None or offset >= tracker.high:
                 tracker.high = offset + 1
-            if fast and not state.held:
-                if offset > free_to:
-                    free_to = self._reserve(state, offset)
-                if offset <= free_to:
-                    if lazy:
-                        append((record, state))
-                        continue
-                    if not record.headers():
-                        append(Delivery(plain_message(record, prefix), Handle(state, offset, None)))
-                        continue
+            if offset <= free_to and not state.held and not record.headers():
+                append(Delivery(plain_message(record, prefix), Handle(state, offset, None)))
+                continue
             try:
                 crashes = state.counts.get(offset, 0) if state.counts else 0
                 dec = _wire.decode(record, prefix, crashes)
             except (ValueError, UnicodeDecodeError) as e:
-                self.poison(record, state, offset, e)
+                self._poison(record, state, offset, e)
                 continue
             delivery = Delivery(dec.message, Handle(state, offset, dec.origin))
             due = dec.due if dec.due is not None and dec.due > now else None
@@ -225,18 +211,8 @@ class Poller(Rebalancing):
             self._pump(state, out, later)
         self._hand_out(out, later)
 
-    def _reserve(self, state: PartitionState, offset: int) -> int:
-        """Extend ``state``'s reservation past ``offset`` with a synchronous commit; the new
-        end, or -1 when the broker refused (the record then waits among the held ones)."""
-        before = state.reserved
-        state.reserved = offset + RESERVE_AHEAD
-        if self._commit([state], clean=False, changed=False, sync=True):
-            return state.reserved
-        state.reserved = before
-        return -1
-
     def _pump(
-        self, state: PartitionState, out: list[Item], later: list[tuple[KDelivery, float]]
+        self, state: PartitionState, out: list[KDelivery], later: list[tuple[KDelivery, float]]
     ) -> None:
         """Release the held items of ``state`` the book allows, committing first if it asks."""
         book = self.book
@@ -256,17 +232,14 @@ class Poller(Rebalancing):
                 else:
                     later.append((delivery, due))
 
-    def _hand_out(self, out: list[Item], later: list[tuple[KDelivery, float]]) -> None:
+    def _hand_out(self, out: list[KDelivery], later: list[tuple[KDelivery, float]]) -> None:
         d = self.dispatcher
-        if not len(self.holds):  # no key held by a retry: nothing to look at
-            d.put_many(out)
-            for waiting, due in later:
-                d.put(waiting, due)
+        if not later and not len(self.holds):
+            d.put_many(out)  # no key held by a retry: nothing to look at
             return
         retry_prefix = self._retry_prefix
-        plain: list[Item] = []
+        plain: list[KDelivery] = []
         for delivery in out:
-            assert not isinstance(delivery, tuple)  # undecoded only when nothing is keyed
             key = delivery.message.key
             if (
                 key is not None
@@ -285,7 +258,7 @@ class Poller(Rebalancing):
     def _settle(self) -> None:
         """Apply settled offsets; let out what waited for a careful record or a commit."""
         self.book.apply_done()
-        out: list[Item] = []
+        out: list[KDelivery] = []
         later: list[tuple[KDelivery, float]] = []
         for state in self.book.states.values():
             if state.held and state.careful_out is None:
@@ -294,8 +267,8 @@ class Poller(Rebalancing):
             self._hand_out(out, later)
         self.holds.expire(time.time())
 
-    def poison(self, record: Message, state: PartitionState, offset: int, e: Exception) -> None:
-        """A record we cannot decode goes to the dead letters at once (any thread)."""
+    def _poison(self, record: Message, state: PartitionState, offset: int, e: Exception) -> None:
+        """A record we cannot decode goes to the dead letters at once."""
         error = f"DecodeError: undecodable kafka record: {e}"
         logger.warning("%s/%d/%d: %s", state.tp[0], state.tp[1], offset, error)
         handle = Handle(state, offset, None)

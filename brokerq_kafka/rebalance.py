@@ -10,7 +10,6 @@ the commit metadata; revoked ones commit what is done first; lost ones are dropp
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
@@ -21,15 +20,6 @@ from brokerq_kafka.offsets import TP, Handle, OffsetBook, PartitionState
 logger = logging.getLogger("brokerq_kafka.poller")
 
 KDelivery = Delivery[Handle]
-Undecoded = tuple[Any, PartitionState]
-"""A record handed out as is, with its partition's state: the receiving worker thread
-decodes it (brokerq_kafka.poller ``_accept``, brokerq_kafka.source ``receive``)."""
-Item = KDelivery | Undecoded
-"""What a Kafka source's dispatcher holds."""
-
-
-def state_of(item: Item) -> PartitionState:
-    return item[1] if isinstance(item, tuple) else item.handle.state
 
 
 class Rebalancing:
@@ -37,7 +27,7 @@ class Rebalancing:
 
     topic: str
     book: OffsetBook
-    dispatcher: Dispatcher[Item]
+    dispatcher: Dispatcher[KDelivery]
     missing_at_start: bool
     _retry_prefix: str
     _cooperative: bool
@@ -121,5 +111,5 @@ class Rebalancing:
         for p in partitions:
             self._due_paused.pop((p.topic, p.partition), None)
         gone = {id(s) for s in states}
-        self.dispatcher.remove(lambda d: id(state_of(d)) in gone)
+        self.dispatcher.remove(lambda d: id(d.handle.state) in gone)
         return states

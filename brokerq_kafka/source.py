@@ -29,22 +29,19 @@ from typing import Any
 from brokerq.broker import Delivery, Source
 from brokerq.dispatch import Dispatcher
 from brokerq.errors import BrokerError
-from brokerq.message import build_message
 from brokerq_kafka import _wire, retrytopics
 from brokerq_kafka._writer import DurableWriter
 from brokerq_kafka.config import KqConf
 from brokerq_kafka.keyholds import KeyHolds
 from brokerq_kafka.offsets import TP, Handle
 from brokerq_kafka.poller import Poller
-from brokerq_kafka.rebalance import Item, Undecoded
 
 KDelivery = Delivery[Handle]
 MIN_BUFFER = 1000  # records a source may hold beyond those being handled, at least
 
 
-def _key_of(item: Item) -> Hashable | None:
-    assert not isinstance(item, tuple)  # records are decoded on the poll thread under keys
-    return item.message.key
+def _key_of(delivery: KDelivery) -> Hashable | None:
+    return delivery.message.key
 
 
 class KafkaSource(Source):
@@ -63,7 +60,7 @@ class KafkaSource(Source):
         self.conf = conf
         self.topic = conf.topic
         self.key_ordering = conf.key_ordering
-        self.dispatcher: Dispatcher[Item] = Dispatcher(
+        self.dispatcher: Dispatcher[KDelivery] = Dispatcher(
             max(prefetch or 0, MIN_BUFFER), key_of=_key_of if conf.key_ordering else None
         )
         self.holds = KeyHolds(self.dispatcher.done)
@@ -86,32 +83,10 @@ class KafkaSource(Source):
     def receive(self, timeout: float) -> KDelivery | None:
         if self._thread is None:
             self._start()
-        get = self.dispatcher.get
-        while True:
-            got = get(timeout)
-            if got.__class__ is not tuple:  # a Delivery, or None
-                if got is None:
-                    self._check()
-                return got  # type: ignore[return-value]
-            record, state = got
-            if record.headers():
-                delivery = self._decode(got)
-                if delivery is not None:
-                    return delivery
-                continue
-            # _wire.plain_message inlined: this runs for every message of a plain stream
-            offset = record.offset()
-            ts = record.timestamp()[1]
-            value = record.value()
-            message = build_message(
-                value if value is not None else b"",
-                record.key(),
-                {},
-                f"{state.tracker.id_prefix}{offset}",
-                1,
-                ts / 1000.0 if ts > 0 else 0.0,
-            )
-            return Delivery(message, Handle(state, offset, None))
+        got = self.dispatcher.get(timeout)
+        if got is None:
+            self._check()
+        return got
 
     def receive_many(self, max_n: int, timeout: float) -> list[KDelivery]:
         """Up to ``max_n`` deliveries under one lock acquisition of the dispatcher."""
@@ -120,35 +95,7 @@ class KafkaSource(Source):
         got = self.dispatcher.get_many(max_n, timeout)
         if not got:
             self._check()
-        out: list[KDelivery] = []
-        for item in got:
-            if not isinstance(item, tuple):
-                out.append(item)
-            elif (delivery := self._decode(item)) is not None:
-                out.append(delivery)
-        return out
-
-    def _decode(self, item: Undecoded) -> KDelivery | None:
-        """The delivery of a record the poll thread handed out undecoded (a main-topic record
-        of a partition with no crash counts: attempt 1 plus its headers' attempt). None when
-        it cannot be decoded (it goes to the dead letters) or is not due yet (it waits in
-        the dispatcher)."""
-        record, state = item
-        offset = record.offset()
-        try:
-            if record.headers():
-                dec = _wire.decode(record, state.tracker.id_prefix)
-            else:
-                message = _wire.plain_message(record, state.tracker.id_prefix)
-                return Delivery(message, Handle(state, offset, None))
-        except (ValueError, UnicodeDecodeError) as e:
-            self.poller.poison(record, state, offset, e)
-            return None
-        delivery = Delivery(dec.message, Handle(state, offset, dec.origin))
-        if dec.due is not None and dec.due > time.time():
-            self.dispatcher.put(delivery, dec.due)  # never early, even off a retry topic
-            return None
-        return delivery
+        return got
 
     def _check(self) -> None:
         failure = self.poller.failure
