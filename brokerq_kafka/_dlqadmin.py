@@ -36,7 +36,7 @@ from brokerq_kafka._dlqrefs import (
     encode_done,
     parse_ref,
 )
-from brokerq_kafka._errors import translate
+from brokerq_kafka._errors import serving, translate
 from brokerq_kafka._produce import produce_within
 from brokerq_kafka.config import KqConf
 
@@ -165,7 +165,7 @@ class DeadLetterAdmin:
 
     def close(self) -> None:
         if self._producer is not None:
-            left = self._producer.flush(self.conf.push_timeout)
+            left = serving(self._producer.flush, self.conf.push_timeout)
             if left:
                 logger.error("%d requeued dead letter(s) not acknowledged at close", left)
             self._producer = None
@@ -287,7 +287,7 @@ class DeadLetterAdmin:
         )
 
     def _flush(self, producer: Any, errors: list[Any]) -> None:
-        left = producer.flush(self.conf.push_timeout)
+        left = serving(producer.flush, self.conf.push_timeout)
         if left:
             raise DeliveryError(
                 f"kafka retry of dead letters to {self.conf.topic!r}: {left} record(s) not "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -24,6 +25,7 @@ _CONNECTION = {
     KafkaError.SASL_AUTHENTICATION_FAILED,
 }
 _TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE}
+R = TypeVar("R")
 
 
 def kafka_error(e: BaseException) -> KafkaError | None:
@@ -51,3 +53,24 @@ def translate(
     if default is DeliveryError:
         return DeliveryError(f"{context}: {text}")
     return default(f"{context}: {text}")
+
+
+def serving(call: Callable[..., R], *args: Any) -> R:
+    """``call(*args)`` for a confluent-kafka call that serves callbacks (``flush``, ``poll``)
+    on the caller's thread, with Ctrl-C kept.
+
+    Python runs a signal's handler on the main thread at its next bytecode. When that is
+    inside a callback librdkafka called from ``flush()`` (a log line, a delivery report),
+    confluent-kafka drops the KeyboardInterrupt and the call fails with "SystemError: ...
+    returned NULL without setting an exception". That SystemError is raised here as the
+    KeyboardInterrupt it was; any other stays what it is.
+    """
+    try:
+        return call(*args)
+    except SystemError as e:
+        if LOST_EXCEPTION in str(e):
+            raise KeyboardInterrupt from None
+        raise
+
+
+LOST_EXCEPTION = "returned NULL without setting an exception"  # CPython's wording

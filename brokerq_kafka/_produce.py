@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 from brokerq.errors import DeliveryError
-from brokerq_kafka._errors import translate
+from brokerq_kafka._errors import serving, translate
 
 Report = Callable[[Any, Any], None]
 
@@ -51,6 +51,6 @@ def produce_within(
                     f"{what} to {topic!r}: local queue still full at the deadline "
                     "(is the broker reachable?)"
                 ) from None
-            producer.poll(min(0.01, left))
+            serving(producer.poll, min(0.01, left))
         except KafkaException as e:
             raise translate(e, f"{what} to {topic!r}", DeliveryError) from e

@@ -20,7 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from brokerq.errors import BrokerError, DeliveryError, MessageTooLarge
 from brokerq.message import Message
 from brokerq_kafka import _wire
-from brokerq_kafka._errors import translate
+from brokerq_kafka._errors import serving, translate
 from brokerq_kafka._produce import produce_within
 from brokerq_kafka.config import KqConf
 
@@ -90,7 +90,7 @@ class DurableWriter:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DeliveryError(f"kafka write to {topic!r}: no ack within {self.timeout}s")
-            producer.poll(min(0.05, left))
+            serving(producer.poll, min(0.05, left))
         if result[0] is not None:
             raise translate(KafkaException(result[0]), f"kafka write to {topic!r}", DeliveryError)
 
@@ -164,6 +164,6 @@ class DurableWriter:
     def close(self) -> None:
         producer = self._producer
         if producer is not None:
-            left = producer.flush(self.timeout)
+            left = serving(producer.flush, self.timeout)
             if left:
                 logger.error("%d retry/dead-letter record(s) not acknowledged at close", left)

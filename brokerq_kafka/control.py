@@ -41,7 +41,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from brokerq.errors import BrokerError, BrokerqError, DeliveryError
-from brokerq_kafka._errors import kafka_error, translate
+from brokerq_kafka._errors import kafka_error, serving, translate
 from brokerq_kafka.config import KqConf
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def write_flag(conf: KqConf, paused: bool) -> int:
             conf.group.encode(),
             on_delivery=lambda err, msg: got.append(err if err is not None else msg),
         )
-        producer.flush(TIMEOUT)
+        serving(producer.flush, TIMEOUT)
     except KafkaException as e:
         raise translate(e, f"kafka: writing the pause flag to {topic}", DeliveryError) from e
     if not got or isinstance(got[0], KafkaError):

@@ -44,7 +44,7 @@ from brokerq.message import Message
 from brokerq.schedule.spec import EPOCH
 from brokerq.schedule.store import FireStore
 from brokerq_kafka import _wire
-from brokerq_kafka._errors import kafka_error, translate
+from brokerq_kafka._errors import kafka_error, serving, translate
 from brokerq_kafka.config import KqConf
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class KafkaFireStore(FireStore):
     def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            producer.flush(1)
+            serving(producer.flush, 1)
 
     def _read_state(self) -> dict[str, datetime]:
         """Every committed last fire of this namespace (the compacted topic, to its end)."""

@@ -32,7 +32,7 @@ from brokerq.message import Message
 from brokerq.middleware import Middleware, MiddlewareChain
 from brokerq.tracing import TracingMiddleware, default_middleware
 from brokerq_kafka import clientconf
-from brokerq_kafka._errors import translate
+from brokerq_kafka._errors import serving, translate
 from brokerq_kafka._produce import produce_within
 from brokerq_kafka._wire import IdSource, record_headers, reported_message
 
@@ -253,7 +253,7 @@ class Pusher(Producer):
         """librdkafka's flush in 0.1 s slices (signals such as Ctrl-C run between them)."""
         deadline = time.monotonic() + timeout
         while True:
-            left = self._producer.flush(min(0.1, max(0.0, deadline - time.monotonic())))
+            left = serving(self._producer.flush, min(0.1, max(0.0, deadline - time.monotonic())))
             if not left or time.monotonic() >= deadline:
                 return left
 
@@ -268,7 +268,7 @@ class Pusher(Producer):
             if left:
                 before = self._failures_seen  # flush counts log events too: count purge reports
                 self._producer.purge()
-                self._producer.flush(0.5)
+                serving(self._producer.flush, 0.5)
                 left = self._failures_seen - before or left
                 raise DeliveryError(
                     f"kafka {self.topic!r}: {left} message(s) not delivered within "

@@ -116,3 +116,21 @@ def test_run_against_a_closed_port_prints_one_line(tmp_path: Path) -> None:
     )
     assert debug.returncode == 4, debug.stderr
     assert "brokerq_kafka.librdkafka: FAIL" in debug.stderr, debug.stderr
+
+
+def test_ctrl_c_lost_inside_a_callback_is_raised_by_serving() -> None:
+    """confluent-kafka loses a KeyboardInterrupt raised inside a callback (flush() then fails
+    with SystemError); a call made through ``serving`` raises KeyboardInterrupt instead."""
+    from brokerq_kafka._errors import serving
+
+    def flush_that_lost_it() -> int:  # confluent-kafka's flush in that case
+        raise SystemError("<method 'flush'> returned NULL without setting an exception")
+
+    def broken() -> int:
+        raise SystemError("something else")
+
+    with pytest.raises(KeyboardInterrupt):
+        serving(flush_that_lost_it)
+    with pytest.raises(SystemError):  # any other SystemError stays one
+        serving(broken)
+    assert serving(lambda: 3) == 3
